@@ -9,7 +9,32 @@ optional config string (`configs/rhp.py:cpu`, `configs/rhp.py:tiny`).
 import ml_collections
 
 
-def get_config():
+def get_config(config_string=None):
+  """The paper's configuration, optionally shrunk by a config string.
+
+  Args:
+    config_string: None or '' for the paper's settings, 'cpu' for a run that
+      trains visibly on 2 CPU cores in minutes, 'tiny' for tests.
+
+  Returns:
+    A ConfigDict.
+
+  Raises:
+    ValueError: an unknown config string.
+  """
+  config = get_paper_config()
+  if config_string == 'cpu':
+    _apply_cpu(config)
+  elif config_string == 'tiny':
+    _apply_tiny(config)
+  elif config_string:
+    raise ValueError(f'unknown config string {config_string!r} '
+                     "(expected '', 'cpu' or 'tiny')")
+  return config
+
+
+def get_paper_config():
+  """Sun, Xu et al. (2023): crop 512, batch 32, 200 epochs, unet_256."""
   config = ml_collections.ConfigDict()
 
   # ---------------------------------------------------------------- general
@@ -29,6 +54,9 @@ def get_config():
   config.aia_log_min = 0.0
   config.aia_log_max = 4.0
   config.prefetch = 2  # batches prefetched to devices
+  # Masked (off-disk / invalid) pixels get these fixed values after scaling.
+  config.aia_fill = -1.0
+  config.hmi_fill = 0.0
   config.shuffle_buffer = 0  # 0: full random permutation per epoch
   config.input_workers = 0  # grain worker processes (0: in-process)
 
@@ -47,6 +75,10 @@ def get_config():
   config.lambda_l1 = 100.0
   config.nan_policy = 'stop'  # 'stop' or 'skip' a non-finite step
   config.half_precision = False  # bf16 compute, float32 master weights
+  # Bounds for one invocation (the lr schedule still spans num_train_steps):
+  # checkpoint and exit cleanly after this many seconds / at this step.
+  config.max_train_seconds = 0.0  # 0: no time limit
+  config.stop_after_steps = 0  # 0: run to num_train_steps
 
   # -------------------------------------------------- logging / checkpoints
   config.log_every_steps = 100
@@ -73,6 +105,34 @@ def get_config():
   # ------------------------------------------------------------------ model
   config.model = get_model_config('rhp')
   return config
+
+
+def _apply_cpu(config):
+  """2 CPU cores, a few minutes per variant (`make demo`)."""
+  config.crop_size = 128
+  config.batch_size = 4
+  config.num_train_steps = 1000
+  config.log_every_steps = 25
+  config.sample_every_steps = 200
+  config.checkpoint_every_steps = 200
+  config.model.ngf = 32
+  config.model.ndf = 32
+  config.model.num_downs = 7
+
+
+def _apply_tiny(config):
+  """Seconds on one CPU core (tests)."""
+  config.crop_size = 32
+  config.batch_size = 2
+  config.num_train_steps = 6
+  config.log_every_steps = 2
+  config.sample_every_steps = 3
+  config.checkpoint_every_steps = 3
+  config.keep_checkpoints = 2
+  config.prefetch = 1
+  config.model.ngf = 8
+  config.model.ndf = 8
+  config.model.num_downs = 5
 
 
 def get_model_config(name):
