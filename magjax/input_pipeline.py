@@ -1,0 +1,205 @@
+"""sdo_ar -> seeded random crops -> fixed normalisation -> sharded batches.
+
+Stateless by construction: the global batch of step `s` is a pure function of
+(config.seed, s). Example order comes from one permutation per epoch (seeded
+by (seed, epoch)), crop offsets from a generator seeded by (seed, s, row), so
+a resumed run needs no data state beyond the step it restarts from, and any
+process can compute its own rows of any step.
+
+A *source* is any random-access sequence (`len`, `__getitem__`) of dicts with
+'aia', 'hmi' (H, W, 1) float and 'mask' (H, W, 1) bool: the `sdo_ar` TFDS
+data source, or an in-memory list in tests.
+"""
+
+import queue
+import threading
+
+import jax
+import numpy as np
+
+
+def load_source(config, split):
+  """The `config.dataset` split as a random-access source.
+
+  Raises:
+    ValueError: an unknown dataset name.
+    FileNotFoundError: the data set is not built under config.data_dir.
+  """
+  if config.dataset != 'sdo_ar':
+    raise ValueError(f"unknown dataset {config.dataset!r} (expected 'sdo_ar')")
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  import magjax.datasets.sdo_ar  # pylint: disable=g-import-not-at-top,unused-import  # registers the builder
+  try:
+    return tfds.data_source('sdo_ar', split=split, data_dir=config.data_dir)
+  except Exception as e:  # pylint: disable=broad-except  # TFDS raises many kinds
+    raise FileNotFoundError(
+        f'cannot read sdo_ar split {split!r} from {config.data_dir!r} '
+        f'(build it with `make data`): {str(e).splitlines()[0]}') from e
+
+
+def normalize_hmi(hmi, config):
+  """Gauss -> [-1, 1] by the fixed saturation (clip)."""
+  return np.clip(hmi / config.hmi_saturation, -1.0, 1.0)
+
+
+def normalize_aia(aia, config):
+  """DN/s -> [-1, 1] by the fixed log10 scaling of the config (clip)."""
+  log = np.log10(np.maximum(aia, config.aia_floor))
+  span = config.aia_log_max - config.aia_log_min
+  return np.clip(2.0 * (log - config.aia_log_min) / span - 1.0, -1.0, 1.0)
+
+
+def preprocess(example, top, left, config):
+  """One crop of one example, normalised; masked pixels get the fill values.
+
+  Non-finite values inside the mask are kept (not hidden): a NaN in valid
+  data is a data error that the training loop's NaN policy must see.
+  """
+  size = config.crop_size
+  window = np.s_[top:top + size, left:left + size]
+  mask = np.asarray(example['mask'][window], bool)
+  aia = normalize_aia(np.asarray(example['aia'][window], np.float32), config)
+  hmi = normalize_hmi(np.asarray(example['hmi'][window], np.float32), config)
+  return {
+      'aia': np.where(mask, aia, np.float32(config.aia_fill)),
+      'hmi': np.where(mask, hmi, np.float32(config.hmi_fill)),
+  }
+
+
+class BatchSampler:
+  """Which example and which crop fill each row of a global batch.
+
+  Pure function of (seed, step): `rows(step)` is the same whenever, wherever
+  and how often it is asked for.
+  """
+
+  def __init__(self, num_examples, image_shape, batch_size, crop_size, seed):
+    if num_examples < 1:
+      raise ValueError('the training source is empty')
+    self.num_examples = num_examples
+    self.image_shape = tuple(image_shape)
+    self.batch_size = batch_size
+    self.crop_size = crop_size
+    self.seed = seed
+    self._perms = {}
+
+  def _permutation(self, epoch):
+    if epoch not in self._perms:
+      if len(self._perms) > 2:  # steps advance monotonically: keep a few
+        self._perms.pop(min(self._perms))
+      rng = np.random.default_rng([self.seed, 0, epoch])
+      self._perms[epoch] = rng.permutation(self.num_examples)
+    return self._perms[epoch]
+
+  def rows(self, step, start=0, stop=None):
+    """[(example_index, top, left)] for rows start:stop of the step's batch."""
+    stop = self.batch_size if stop is None else stop
+    out = []
+    for row in range(start, stop):
+      position = step * self.batch_size + row
+      epoch, offset = divmod(position, self.num_examples)
+      index = int(self._permutation(epoch)[offset])
+      rng = np.random.default_rng([self.seed, 1, step, row])
+      top = int(rng.integers(0, self.image_shape[0] - self.crop_size + 1))
+      left = int(rng.integers(0, self.image_shape[1] - self.crop_size + 1))
+      out.append((index, top, left))
+    return out
+
+
+def local_batch(source, sampler, step, config, process_index=0,
+                process_count=1):
+  """This process's rows of the global batch of `step`, as NumPy arrays."""
+  per_process = config.batch_size // process_count
+  start = process_index * per_process
+  crops = [preprocess(source[index], top, left, config)
+           for index, top, left in sampler.rows(step, start,
+                                                start + per_process)]
+  return {key: np.stack([c[key] for c in crops]) for key in ('aia', 'hmi')}
+
+
+def image_shape(source):
+  """(height, width) of the source's examples (read from the first one)."""
+  return tuple(np.shape(source[0]['hmi'])[:2])
+
+
+def to_global(batch, sharding):
+  """Process-local NumPy rows -> one global jax.Array sharded by `sharding`."""
+  return jax.tree.map(
+      lambda x: jax.make_array_from_process_local_data(sharding, x), batch)
+
+
+def batches(source, config, start_step, end_step, sharding=None):
+  """Yields (step, batch) for steps start_step..end_step-1.
+
+  With a sharding, each batch is a global jax.Array built from this process's
+  rows (jax.process_index/process_count); without, NumPy arrays of the whole
+  global batch.
+  """
+  sampler = BatchSampler(len(source), image_shape(source), config.batch_size,
+                         config.crop_size, config.seed)
+  index, count = ((jax.process_index(), jax.process_count())
+                  if sharding is not None else (0, 1))
+  for step in range(start_step, end_step):
+    batch = local_batch(source, sampler, step, config, index, count)
+    yield step, (to_global(batch, sharding) if sharding is not None
+                 else batch)
+
+
+# Written by hand: flax.jax_utils.prefetch_to_device is for pmap only, and a
+# single thread suffices (cropping and scaling are NumPy calls that release
+# the GIL) without adding grain as a dependency.
+class Prefetcher:
+  """Runs an iterator in a background thread, `size` items ahead.
+
+  Exceptions of the producer are re-raised in the consumer; `close()` stops
+  the thread (also when the consumer leaves early).
+  """
+
+  _DONE = object()
+
+  def __init__(self, iterator, size):
+    self._queue = queue.Queue(maxsize=max(1, size))
+    self._stop = threading.Event()
+    self._thread = threading.Thread(target=self._run, args=(iterator,),
+                                    daemon=True, name='magjax-prefetch')
+    self._thread.start()
+
+  def _put(self, item):
+    while not self._stop.is_set():
+      try:
+        self._queue.put(item, timeout=0.1)
+        return True
+      except queue.Full:
+        continue
+    return False
+
+  def _run(self, iterator):
+    try:
+      for item in iterator:
+        if not self._put((item, None)):
+          return
+    except BaseException as e:  # pylint: disable=broad-except  # re-raised below
+      self._put((None, e))
+      return
+    self._put((self._DONE, None))
+
+  def __iter__(self):
+    return self
+
+  def __next__(self):
+    item, error = self._queue.get()
+    if error is not None:
+      raise error
+    if item is self._DONE:
+      raise StopIteration
+    return item
+
+  def close(self):
+    self._stop.set()
+    self._thread.join(timeout=10)
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *exc):
+    self.close()

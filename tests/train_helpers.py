@@ -1,0 +1,40 @@
+"""Shared by the training tests: a small in-memory source and config paths."""
+
+import importlib.util
+import os
+import sys
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:  # `from configs import default` in the variants
+  sys.path.insert(0, ROOT)
+
+
+def load_config(variant='rhp', config_string='tiny'):
+  """get_config(config_string) of configs/<variant>.py, as config_flags does."""
+  path = os.path.join(ROOT, 'configs', f'{variant}.py')
+  spec = importlib.util.spec_from_file_location(f'_cfg_{variant}', path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(config_string)
+
+
+def memory_source(num_examples=3, height=40, width=48, seed=0, nan_at=None):
+  """A list of sdo_ar-like examples: AIA in DN/s, HMI in gauss, a disk mask.
+
+  nan_at: optional example index whose valid AIA pixels are all NaN.
+  """
+  rng = np.random.default_rng(seed)
+  yy, xx = np.mgrid[:height, :width]
+  examples = []
+  for i in range(num_examples):
+    aia = 10 ** rng.uniform(0.5, 3.5, (height, width, 1))
+    hmi = rng.normal(0, 150, (height, width, 1))
+    mask = ((yy - height / 2) ** 2 + (xx - width / 2) ** 2
+            < (0.6 * width) ** 2)[..., None]
+    if i == nan_at:
+      aia[...] = np.nan
+    examples.append({'aia': aia.astype(np.float32),
+                     'hmi': hmi.astype(np.float32), 'mask': mask})
+  return examples
