@@ -1,0 +1,302 @@
+"""Reading and validating SDO full-disk FITS files, and atomic FITS writes.
+
+Every bad input raises :class:`DataError` with a one-line message that names
+the file and the problem; single-file commands print it as ``error: ...`` and
+batch commands record it as a skip reason.
+
+Accepted inputs: SDO/AIA level-1(.5) images at 304 A and SDO/HMI line-of-sight
+magnetograms (``hmi.M_*``), full disk, helioprojective (``HPLN-TAN``), either
+plain (image in HDU 0) or tile-compressed (RICE image in HDU 1, as JSOC
+exports HMI).
+"""
+import math
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+from astropy.io import fits
+from astropy.time import Time
+from sunpy.time import parse_time
+
+
+class DataError(ValueError):
+    """A bad input file; the message is one line and names the file."""
+
+
+AIA_WAVELENGTH = 304
+# AIA EUV exposures are at most a few seconds (2.9 s nominal at 304 A,
+# shorter in flare mode); a value above this is a corrupt header.
+MAX_EXPTIME_S = 60.0
+# Projection codes that mark a map-projected patch, not a full-disk image.
+_PATCH_CTYPES = ('CRLN', 'CRLT', 'HGLN', 'HGLT', 'SOLX', 'SOLY')
+_WCS_KEYS = ('CDELT1', 'CDELT2', 'CRPIX1', 'CRPIX2', 'CRVAL1', 'CRVAL2')
+_OBSERVER_KEYSETS = (('HGLN_OBS', 'HGLT_OBS'), ('CRLN_OBS', 'CRLT_OBS'),
+                     ('HAEX_OBS', 'HAEY_OBS', 'HAEZ_OBS'),
+                     ('HEQX_OBS', 'HEQY_OBS', 'HEQZ_OBS'))
+
+
+def _one_line(exc):
+  """The first line of an exception message, with its type if empty."""
+  text = str(exc).strip().splitlines()
+  return text[0] if text and text[0] else type(exc).__name__
+
+
+def _fail(path, message):
+  raise DataError(f'{Path(path).name}: {message}')
+
+
+def _open(path):
+  """Opens a FITS file lazily; DataError if it is missing or not FITS."""
+  path = Path(path)
+  if not path.is_file():
+    _fail(path, 'no such file')
+  if path.stat().st_size == 0:
+    _fail(path, 'empty file, not a FITS file')
+  with open(path, 'rb') as f:
+    if f.read(9) != b'SIMPLE  =':
+      _fail(path, 'not a FITS file (no SIMPLE card at the start)')
+  try:
+    with warnings.catch_warnings():
+      warnings.simplefilter('ignore')
+      hdul = fits.open(path, memmap=False, lazy_load_hdus=False)
+  except Exception as exc:  # astropy raises OSError, ValueError, TypeError...
+    _fail(path, f'corrupt FITS file ({_one_line(exc)})')
+  return hdul
+
+
+def _image_hdu(path, hdul):
+  """The first HDU holding a 2-D image (plain or tile-compressed)."""
+  for hdu in hdul:
+    if isinstance(hdu, (fits.PrimaryHDU, fits.ImageHDU, fits.CompImageHDU)):
+      if hdu.header.get('NAXIS', 0) == 2:
+        return hdu
+  _fail(path, 'no 2-D image data in any HDU')
+
+
+def _check_complete(path, hdu):
+  """DataError if the file ends before the image HDU's data does."""
+  info = hdu.fileinfo()
+  if info is None:
+    return
+  size = Path(path).stat().st_size
+  if info['datLoc'] + info['datSpan'] > size:
+    _fail(path, f'truncated FITS file ({size} bytes, data needs '
+          f'{info["datLoc"] + info["datSpan"]})')
+
+
+def detect_kind(header):
+  """'aia', 'hmi' or None from TELESCOP / INSTRUME."""
+  telescop = str(header.get('TELESCOP', '')).strip().upper()
+  instrume = str(header.get('INSTRUME', '')).strip().upper()
+  if telescop == 'SDO/AIA' or instrume.startswith('AIA'):
+    return 'aia'
+  if telescop == 'SDO/HMI' or instrume.startswith('HMI'):
+    return 'hmi'
+  return None
+
+
+def _number(path, header, key):
+  value = header.get(key)
+  if isinstance(value, bool) or not isinstance(value, (int, float)):
+    _fail(path, f'keyword {key} is not a number ({value!r})')
+  if not math.isfinite(value):
+    _fail(path, f'keyword {key} is not finite ({value!r})')
+  return float(value)
+
+
+def _require(path, header, keys, kind):
+  missing = [k for k in keys if k not in header]
+  if missing:
+    _fail(path, f'{kind.upper()} header lacks required keyword(s) '
+          f'{", ".join(missing)}')
+
+
+def observation_time(kind, header, path='<header>'):
+  """Observation time as an astropy Time (scale as written in the header).
+
+  HMI: T_OBS, in TAI (``2012.01.01_00:00:45_TAI``). AIA: T_OBS (UTC, mid
+  exposure), else DATE-OBS (UTC). Compare the results as Time objects: the
+  TAI - UTC offset (34-37 s in the SDO era) is then handled.
+  """
+  keys = ('T_OBS',) if kind == 'hmi' else ('T_OBS', 'DATE-OBS')
+  for key in keys:
+    value = header.get(key)
+    if value is None or str(value).strip() == '':
+      continue
+    try:
+      t = parse_time(str(value).strip())
+    except Exception as exc:
+      _fail(path, f'unreadable {key} {value!r} ({_one_line(exc)})')
+    if not isinstance(t, Time) or not t.isscalar:
+      _fail(path, f'unreadable {key} {value!r}')
+    return t
+  _fail(path, f'{kind.upper()} header lacks {" or ".join(keys)}')
+
+
+def _check_projection(path, header):
+  """DataError for a map-projected patch or non-helioprojective axes."""
+  ctype1 = str(header.get('CTYPE1', 'HPLN-TAN')).upper()
+  ctype2 = str(header.get('CTYPE2', 'HPLT-TAN')).upper()
+  if ctype1.startswith(_PATCH_CTYPES) or ctype2.startswith(_PATCH_CTYPES):
+    _fail(path, f'is a heliographic patch (CTYPE1={ctype1!r}), expected a '
+          'full-disk image')
+  if not (ctype1.startswith('HPLN') and ctype2.startswith('HPLT')):
+    _fail(path, f'unsupported coordinates CTYPE1={ctype1!r} CTYPE2='
+          f'{ctype2!r}, expected helioprojective HPLN-TAN/HPLT-TAN')
+
+
+def _check_full_disk(path, header):
+  """DataError for a cut-out of the disk (the disk must fit the image)."""
+  cunit = str(header.get('CUNIT1', 'arcsec')).strip().lower()
+  if cunit not in ('arcsec', 'arcsecs'):
+    _fail(path, f'CUNIT1={cunit!r}, expected arcsec for a full-disk image')
+  cdelt = abs(_number(path, header, 'CDELT1'))
+  if cdelt == 0 or abs(_number(path, header, 'CDELT2')) == 0:
+    _fail(path, 'CDELT1/CDELT2 is zero')
+  if 'RSUN_OBS' in header:
+    rsun_arcsec = _number(path, header, 'RSUN_OBS')
+  else:
+    ratio = _number(path, header, 'RSUN_REF') / _number(path, header,
+                                                          'DSUN_OBS')
+    if not 0 < ratio < 1:
+      _fail(path, 'RSUN_REF/DSUN_OBS is not a valid angular radius')
+    rsun_arcsec = math.degrees(math.asin(ratio)) * 3600
+  if rsun_arcsec <= 0:
+    _fail(path, f'solar radius {rsun_arcsec} arcsec is not positive')
+  r_pix = rsun_arcsec / cdelt
+  # Distance of disk centre (0, 0) from the reference pixel, in pixels.
+  off = math.hypot(_number(path, header, 'CRVAL1'),
+                   _number(path, header, 'CRVAL2')) / cdelt
+  tolerance = 0.03 * r_pix
+  for axis in (1, 2):
+    crpix = _number(path, header, f'CRPIX{axis}')
+    n = header.get(f'NAXIS{axis}', header.get(f'ZNAXIS{axis}', 0))
+    if (crpix - off - r_pix < 0.5 - tolerance
+        or crpix + off + r_pix > n + 0.5 + tolerance):
+      _fail(path, f'the solar disk (radius {r_pix:.0f} px) does not fit in '
+            f'the {header.get("NAXIS1")}x{header.get("NAXIS2")} image: a '
+            'cut-out, expected a full-disk image')
+
+
+def validate_header(path, header, *, wavelength=AIA_WAVELENGTH,
+                    allow_bad_quality=False):
+  """Checks an SDO header; returns 'aia' or 'hmi' or raises DataError.
+
+  wavelength: the required AIA WAVELNTH in angstrom (None accepts any; only
+  tests on sunpy's AIA 171 file use that).
+  """
+  kind = detect_kind(header)
+  if kind is None:
+    _fail(path, 'not an SDO AIA or HMI file (TELESCOP='
+          f'{header.get("TELESCOP")!r}, INSTRUME={header.get("INSTRUME")!r})')
+  _check_projection(path, header)
+  common = _WCS_KEYS + ('DSUN_OBS',)
+  if kind == 'aia':
+    _require(path, header, ('EXPTIME', 'WAVELNTH') + common, kind)
+    wav = _number(path, header, 'WAVELNTH')
+    if wavelength is not None and wav != wavelength:
+      _fail(path, f'AIA WAVELNTH is {wav:g}, expected {wavelength}')
+    exptime = _number(path, header, 'EXPTIME')
+    if not 0 < exptime <= MAX_EXPTIME_S:
+      _fail(path, f'AIA EXPTIME {exptime:g} s is not in (0, '
+            f'{MAX_EXPTIME_S:g}] s')
+  else:
+    _require(path, header, ('T_OBS',) + common, kind)
+    content = str(header.get('CONTENT', '')).strip().upper()
+    if content != 'MAGNETOGRAM':
+      _fail(path, f'HMI CONTENT is {header.get("CONTENT")!r}, expected a '
+            "line-of-sight 'MAGNETOGRAM' (hmi.M_* series)")
+    if 'CROTA2' not in header and 'PC1_1' not in header:
+      _fail(path, 'HMI header lacks CROTA2 (HMI is mounted rotated by ~180 '
+            'deg; without it the image would be upside down)')
+  if 'RSUN_REF' not in header and 'RSUN_OBS' not in header:
+    _fail(path, f'{kind.upper()} header lacks RSUN_REF and RSUN_OBS')
+  if not any(all(k in header for k in keys) for keys in _OBSERVER_KEYSETS):
+    _fail(path, f'{kind.upper()} header lacks the observer position '
+          '(HGLN_OBS/HGLT_OBS, CRLN_OBS/CRLT_OBS or HAE*_OBS)')
+  dsun = _number(path, header, 'DSUN_OBS')
+  if not 1.0e11 < dsun < 2.0e11:
+    _fail(path, f'DSUN_OBS {dsun:g} m is not an Earth-orbit distance')
+  observation_time(kind, header, path)
+  if 'QUALITY' in header:
+    quality = header['QUALITY']
+    if not isinstance(quality, int) or isinstance(quality, bool):
+      _fail(path, f'QUALITY is not an integer ({quality!r})')
+    if quality != 0 and not allow_bad_quality:
+      _fail(path, f'QUALITY is {quality} (0x{quality:08X}), a flagged '
+            'frame')
+  _check_full_disk(path, header)
+  return kind
+
+
+def read_sdo_header(path, *, wavelength=AIA_WAVELENGTH,
+                    allow_bad_quality=False):
+  """Returns (kind, header) of a validated SDO file without reading data.
+
+  Raises DataError for anything ``validate_header`` rejects, and for
+  non-FITS, corrupt and truncated files.
+  """
+  with _open(path) as hdul:
+    hdu = _image_hdu(path, hdul)
+    _check_complete(path, hdu)
+    header = hdu.header.copy()
+  kind = validate_header(path, header, wavelength=wavelength,
+                         allow_bad_quality=allow_bad_quality)
+  return kind, header
+
+
+def read_sdo(path, *, wavelength=AIA_WAVELENGTH, allow_bad_quality=False):
+  """Returns (kind, float32 data, header) of a validated SDO file.
+
+  Off-disk or missing pixels (BLANK) are NaN. DataError also for data that
+  cannot be decoded, has the wrong shape or is entirely NaN.
+  """
+  with _open(path) as hdul:
+    hdu = _image_hdu(path, hdul)
+    _check_complete(path, hdu)
+    header = hdu.header.copy()
+    kind = validate_header(path, header, wavelength=wavelength,
+                           allow_bad_quality=allow_bad_quality)
+    try:
+      with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        data = hdu.data
+        if data is None:
+          _fail(path, 'image HDU holds no data')
+        data = np.asarray(data, dtype=np.float32)
+    except DataError:
+      raise
+    except Exception as exc:
+      _fail(path, f'corrupt image data ({_one_line(exc)})')
+  expected = (header.get('NAXIS2'), header.get('NAXIS1'))
+  if data.ndim != 2 or data.shape != expected:
+    _fail(path, f'image shape {data.shape} does not match NAXIS {expected}')
+  if not np.isfinite(data).any():
+    _fail(path, 'image data are all NaN or infinite')
+  data[~np.isfinite(data)] = np.nan
+  return kind, data, header
+
+
+def write_fits_atomic(path, data, header):
+  """Writes one image HDU to ``path`` via a tmp file in the same directory.
+
+  Either the complete file appears under ``path`` (os.replace is atomic on
+  POSIX) or nothing does; the tmp file is removed on failure.
+  """
+  path = Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp',
+                             dir=path.parent)
+  try:
+    with os.fdopen(fd, 'wb') as f:
+      hdu = fits.PrimaryHDU(data=np.asarray(data), header=fits.Header(header))
+      hdu.writeto(f, output_verify='silentfix')
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.unlink(tmp)
+    raise
