@@ -295,6 +295,7 @@ def write_fits_atomic(path, data, header):
       hdu.writeto(f, output_verify='silentfix')
       f.flush()
       os.fsync(f.fileno())
+    os.chmod(tmp, 0o644)  # mkstemp creates 0600
     os.replace(tmp, path)
   except BaseException:
     if os.path.exists(tmp):
