@@ -129,6 +129,28 @@ def _correlate_valid(x, taps):
   return out
 
 
+def _local_stats(pred, target, valid, window, sigma):
+  """Gaussian-window means, variances, covariance and window validity."""
+  if min(pred.shape) < window:
+    raise ValueError(
+        f'image {pred.shape} is smaller than the SSIM window {window}')
+  taps = gaussian_window(window, sigma)
+  x = np.where(valid, pred, 0.0)
+  y = np.where(valid, target, 0.0)
+  ux, uy, uxx, uyy, uxy = _correlate_valid(
+      np.stack([x, y, x * x, y * y, x * y]), taps)
+  box = np.ones(window, dtype=np.float64)
+  ok = _correlate_valid(valid.astype(np.float64), box) > window * window - 0.5
+  return (ux, uy, uxx - ux * ux, uyy - uy * uy, uxy - ux * uy), ok
+
+
+def _ssim_from_stats(stats, ok, c1, c2):
+  ux, uy, vx, vy, vxy = stats
+  num = (2.0 * ux * uy + c1) * (2.0 * vxy + c2)
+  den = (ux * ux + uy * uy + c1) * (vx + vy + c2)
+  return np.where(ok, num / np.where(ok, den, 1.0), 0.0)
+
+
 def ssim_map(pred, target, mask=None, *, c1, c2, window=11, sigma=1.5):
   """SSIM map and its validity, for pixels whose window lies in the image.
 
@@ -138,23 +160,14 @@ def ssim_map(pred, target, mask=None, *, c1, c2, window=11, sigma=1.5):
   valid (the valid mask eroded by the window). S is 0 where not ok.
   """
   pred, target, valid = _prepare(pred, target, mask)
-  if min(pred.shape) < window:
-    raise ValueError(
-        f'image {pred.shape} is smaller than the SSIM window {window}')
-  taps = gaussian_window(window, sigma)
-  x = np.where(valid, pred, 0.0)
-  y = np.where(valid, target, 0.0)
-  stats = _correlate_valid(np.stack([x, y, x * x, y * y, x * y]), taps)
-  ux, uy, uxx, uyy, uxy = stats
-  vx = uxx - ux * ux
-  vy = uyy - uy * uy
-  vxy = uxy - ux * uy
-  num = (2.0 * ux * uy + c1) * (2.0 * vxy + c2)
-  den = (ux * ux + uy * uy + c1) * (vx + vy + c2)
-  box = np.ones(window, dtype=np.float64)
-  ok = _correlate_valid(valid.astype(np.float64), box) > window * window - 0.5
-  s = np.where(ok, num / np.where(ok, den, 1.0), 0.0)
-  return s, ok
+  stats, ok = _local_stats(pred, target, valid, window, sigma)
+  return _ssim_from_stats(stats, ok, c1, c2), ok
+
+
+def _mean_ssim(stats, ok, c1, c2):
+  if not ok.any():
+    return math.nan
+  return float(np.mean(_ssim_from_stats(stats, ok, c1, c2)[ok]))
 
 
 def ssim(pred, target, mask=None, *, c1, c2, window=11, sigma=1.5):
@@ -169,11 +182,9 @@ def ssim(pred, target, mask=None, *, c1, c2, window=11, sigma=1.5):
   is exactly scikit-image's convention (the SSIM map cropped by
   (window - 1) // 2 on every side). NaN when no window is fully valid.
   """
-  s, ok = ssim_map(pred, target, mask, c1=c1, c2=c2, window=window,
-                   sigma=sigma)
-  if not ok.any():
-    return math.nan
-  return float(np.mean(s[ok]))
+  pred, target, valid = _prepare(pred, target, mask)
+  stats, ok = _local_stats(pred, target, valid, window, sigma)
+  return _mean_ssim(stats, ok, c1, c2)
 
 
 def pearson_cc_binned(pred, target, mask=None, binning=2):
@@ -252,12 +263,11 @@ def sample_metrics(pred_gauss, target_gauss, mask, *, saturation, ssim_window,
   pred, target, valid = _prepare(pred_gauss, target_gauss, mask)
   pb = to_byte_scale(pred, saturation)
   tb = to_byte_scale(target, saturation)
+  stats, ok = _local_stats(pb, tb, valid, ssim_window, ssim_sigma)
   return {
       'psnr': psnr(pb, tb, valid),
-      'ssim_paper': ssim(pb, tb, valid, c1=SSIM_PAPER[0], c2=SSIM_PAPER[1],
-                         window=ssim_window, sigma=ssim_sigma),
-      'ssim_wang': ssim(pb, tb, valid, c1=SSIM_WANG[0], c2=SSIM_WANG[1],
-                        window=ssim_window, sigma=ssim_sigma),
+      'ssim_paper': _mean_ssim(stats, ok, *SSIM_PAPER),
+      'ssim_wang': _mean_ssim(stats, ok, *SSIM_WANG),
       'cc_binned': pearson_cc_binned(pb, tb, valid, binning),
       'rmse_gauss': rmse_gauss(pred, target, valid),
       'flux_ratio': unsigned_flux_ratio(pred, target, valid),
