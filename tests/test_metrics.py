@@ -290,3 +290,14 @@ def test_psnr_decreases_with_added_noise(image, seed, s1, factor):
   more = metrics.psnr(image + s1 * factor * noise, image)
   assert more < less
   assert less - more == pytest.approx(20 * math.log10(factor), rel=1e-6)
+
+
+def test_full_patch_size_matches_skimage():
+  """The (800, 900) patch size of the data set, both SSIM conventions."""
+  target = _magnetogram((800, 900), 8)
+  pred = 0.6 * target + np.random.default_rng(8).normal(0, 30, target.shape)
+  got = metrics.sample_metrics(pred, target, None, **KWARGS)
+  pb, tb = metrics.to_byte_scale(pred), metrics.to_byte_scale(target)
+  assert got['ssim_paper'] == pytest.approx(_sk_ssim(pb, tb, 2.55, 7.65), rel=1e-6)
+  assert got['ssim_wang'] == pytest.approx(_sk_ssim(pb, tb, 6.5025, 58.5225), rel=1e-6)
+  assert got['psnr'] == pytest.approx(sk_psnr(tb, pb, data_range=255), rel=1e-6)
