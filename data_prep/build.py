@@ -1,0 +1,271 @@
+"""``prepare build``: full-disk pairs -> paired (800, 900) patches + manifest.
+
+Steps: read every header under ``--raw`` and pair AIA with HMI by time
+(:mod:`data_prep.pairing`); assign each pair a date split
+(:mod:`data_prep.splits`); run :func:`process_pair` for each pair in a
+process pool; the parent alone appends one JSON line per pair to
+``OUT/manifest.jsonl`` (:mod:`data_prep.manifest`).
+
+Outputs: ``OUT/<split>/<pair_id>_aia.fits`` and ``..._hmi.fits`` (float32,
+NaN off-disk, written atomically), ``pair_id`` = AIA time ``YYYYMMDDTHHMMSS``.
+
+Manifest record fields: ``pair_id``, ``status`` ('ok' | 'skipped'),
+``reason`` (one line, '' when ok), ``error`` (None, 'DataError' for a data
+reason, 'NoSplit', 'DuplicatePairId', or the class name of an unexpected
+exception), ``aia``/``hmi`` (absolute source paths), ``t_aia``/``t_hmi``
+(UTC ISO), ``dt`` (t_hmi - t_aia, s), ``exposure`` (AIA exposure, s),
+``split``, ``synthetic``, ``aia_patch``/``hmi_patch`` (paths relative to OUT).
+Files without a partner get a line with ``status`` 'unpaired', no
+``pair_id``, and their own path and reason.
+
+Resume: a restarted run skips a pair whose latest record has the same
+sources and split and is either 'ok' with both patch files present or
+'skipped' for a data reason (``error`` in :data:`FINAL_ERRORS`); anything
+else (unexpected exceptions, a worker killed) is tried again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import concurrent.futures
+import multiprocessing
+import os
+import sys
+import time
+from typing import Any, Iterable, Iterator
+
+from data_prep import manifest as manifest_lib
+from data_prep import pairing
+from data_prep import splits as splits_lib
+
+# Skip reasons that a rerun cannot change: not retried on resume.
+FINAL_ERRORS = frozenset({'DataError', 'NoSplit', 'DuplicatePairId'})
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+  """Adds the ``build`` options to a (sub)parser."""
+  parser.add_argument('--raw', required=True,
+                      help='raw tree holding aia/**/*.fits and hmi/**/*.fits')
+  parser.add_argument('--out', required=True,
+                      help='patch tree to write (<split>/<pair_id>_{aia,hmi}'
+                      '.fits and manifest.jsonl)')
+  parser.add_argument('--workers', type=int, default=2,
+                      help='worker processes (1: run in this process)')
+  parser.add_argument('--tolerance', type=float, default=60.0,
+                      help='max |t_hmi - t_aia| in seconds to pair (default 60)')
+  parser.add_argument('--split', action='append', default=None,
+                      metavar='NAME=MM-DD:MM-DD', dest='splits',
+                      help='date split, repeatable; default: '
+                      + ' '.join(splits_lib.DEFAULT_SPECS) + ' (the paper\'s)')
+
+
+def run(args: argparse.Namespace) -> int:
+  """Runs the build; returns the exit code (2 for bad arguments)."""
+  try:
+    splits = splits_lib.parse_splits(args.splits or splits_lib.DEFAULT_SPECS)
+  except ValueError as e:
+    return _fail(str(e))
+  if args.workers < 1:
+    return _fail(f'--workers must be >= 1, got {args.workers}')
+  if args.tolerance < 0:
+    return _fail(f'--tolerance must be >= 0, got {args.tolerance}')
+  if not os.path.isdir(args.raw):
+    return _fail(f'raw directory not found: {args.raw}')
+  os.makedirs(args.out, exist_ok=True)
+  manifest_path = os.path.join(args.out, manifest_lib.MANIFEST_NAME)
+  try:
+    previous = manifest_lib.read_manifest(manifest_path)
+  except ValueError as e:
+    return _fail(str(e))
+
+  observations, unreadable = pairing.scan(os.path.abspath(args.raw))
+  pairs, unmatched = pairing.pair_observations(observations, args.tolerance)
+  unpaired = unreadable + unmatched
+  tasks, resolved, reused = plan(pairs, splits, args.out, previous)
+  print(f'build: {len(pairs)} pairs, {len(unpaired)} unpaired files, '
+        f'{reused} already done, {len(tasks)} to process '
+        f'with {args.workers} worker(s)', flush=True)
+
+  with manifest_lib.ManifestWriter(manifest_path) as writer:
+    known_unpaired = {(r.get('aia') or r.get('hmi'), r.get('reason'))
+                      for r in previous if r.get('status') == 'unpaired'}
+    for u in unpaired:
+      record = unpaired_record(u)
+      if (u.path, record['reason']) not in known_unpaired:
+        writer.append(record)
+    for record in resolved:
+      writer.append(record)
+    start = time.monotonic()
+    for k, record in enumerate(run_tasks(tasks, args.workers), start=1):
+      writer.append(record)
+      reason = f' {record["reason"]}' if record['reason'] else ''
+      print(f'[{k}/{len(tasks)}] {record["pair_id"]} {record["status"]} '
+            f'{record["split"]}{reason} '
+            f'({(time.monotonic() - start) / k:.2f} s/pair)', flush=True)
+
+  final = manifest_lib.latest_by_pair(manifest_lib.read_manifest(manifest_path))
+  print(summary(final.values(), len(unpaired)), flush=True)
+  return 0
+
+
+def plan(pairs: Iterable[pairing.Pair], splits, out_dir: str,
+         previous: list[dict[str, Any]]):
+  """Splits the pairs into work to do, records decided now, and done ones.
+
+  Returns ``(tasks, resolved, reused)``: ``tasks`` for :func:`process_pair`,
+  ``resolved`` records that need no work (no split, duplicate pair id), and
+  the number of pairs skipped because the manifest already settles them.
+  """
+  done = manifest_lib.latest_by_pair(previous)
+  tasks, resolved, reused, seen = [], [], 0, set()
+  for pair in pairs:
+    record = base_record(pair)
+    split = splits_lib.assign_split(pair.aia.time, splits)
+    record['split'] = split
+    if split is None:
+      record.update(status='skipped', error='NoSplit',
+                    reason=f'date {record["t_aia"][:10]} is in no split')
+    elif record['pair_id'] in seen:
+      record.update(status='skipped', error='DuplicatePairId',
+                    reason='another AIA file has the same second')
+    seen.add(record['pair_id'])
+    if _settled(done.get(record['pair_id']), record, out_dir):
+      reused += 1
+      continue
+    if 'status' in record:
+      resolved.append(record)
+    else:
+      tasks.append({'record': record, 'out': os.path.abspath(out_dir)})
+  return tasks, resolved, reused
+
+
+def _settled(old: dict | None, record: dict, out_dir: str) -> bool:
+  """Whether a previous record makes redoing this pair pointless."""
+  if not old or any(old.get(k) != record[k] for k in ('aia', 'hmi', 'split')):
+    return False
+  if old.get('status') == 'ok':
+    return all(os.path.exists(os.path.join(out_dir, old[k]))
+               for k in ('aia_patch', 'hmi_patch'))
+  return old.get('status') == 'skipped' and old.get('error') in FINAL_ERRORS
+
+
+def base_record(pair: pairing.Pair) -> dict[str, Any]:
+  """The manifest fields known before any pixel is read."""
+  return {
+      'pair_id': pair.pair_id,
+      'aia': pair.aia.path,
+      'hmi': pair.hmi.path,
+      't_aia': pair.aia.time.utc.isot,
+      't_hmi': pair.hmi.time.utc.isot,
+      'dt': round(pair.dt, 3),
+      'exposure': None,
+      'synthetic': None,
+      'aia_patch': None,
+      'hmi_patch': None,
+  }
+
+
+def unpaired_record(u: pairing.Unpaired) -> dict[str, Any]:
+  """Manifest line for a file that got no partner."""
+  return {'pair_id': None, 'status': 'unpaired', 'kind': u.kind,
+          'aia': u.path if u.kind == 'aia' else None,
+          'hmi': u.path if u.kind == 'hmi' else None,
+          'reason': _one_line(u.reason), 'error': 'Unpaired'}
+
+
+def process_pair(task: dict[str, Any]) -> dict[str, Any]:
+  """Calibrates and patches one pair and writes both patch files.
+
+  Pure top-level function (picklable, no shared state) so any executor can
+  run it.  Never raises: every failure becomes a 'skipped' record.
+  """
+  from data_prep import calibrate, fitsio, patches
+
+  record = dict(task['record'])
+  try:
+    aia = patches.extract_patch(calibrate.load_calibrated(record['aia']))
+    hmi = patches.extract_patch(calibrate.load_calibrated(record['hmi']))
+    names = {kind: os.path.join(record['split'],
+                                f'{record["pair_id"]}_{kind}.fits')
+             for kind in ('aia', 'hmi')}
+    os.makedirs(os.path.join(task['out'], record['split']), exist_ok=True)
+    for kind, smap in (('aia', aia), ('hmi', hmi)):
+      fitsio.write_fits_atomic(os.path.join(task['out'], names[kind]),
+                               smap.data.astype('float32'),
+                               patches.patch_header(smap))
+    record.update(status='ok', reason='', error=None,
+                  exposure=_exposure(aia), synthetic=_synthetic(aia, hmi),
+                  aia_patch=names['aia'], hmi_patch=names['hmi'])
+  except fitsio.DataError as e:
+    record.update(status='skipped', error='DataError', reason=_one_line(str(e)))
+  except Exception as e:  # pylint: disable=broad-except
+    # One bad pair must never abort the batch; the record keeps the cause.
+    record.update(status='skipped', error=type(e).__name__,
+                  reason=_one_line(f'{type(e).__name__}: {e}'))
+  return record
+
+
+def _exposure(aia_patch) -> float | None:
+  """AIA exposure time (s) recorded in the patch provenance."""
+  exptime = aia_patch.meta.get('exptime')
+  return None if exptime is None else float(exptime)
+
+
+def _synthetic(*patch_maps) -> bool:
+  """True when either patch carries the SYNTHETIC provenance flag."""
+  return any(bool(m.meta.get('synthetic', False)) for m in patch_maps)
+
+
+def run_tasks(tasks: list[dict], workers: int) -> Iterator[dict[str, Any]]:
+  """Yields one record per task, in completion order."""
+  if workers <= 1 or len(tasks) <= 1:
+    for task in tasks:
+      yield process_pair(task)
+    return
+  # spawn: workers start clean, no fork of a parent holding threads.
+  context = multiprocessing.get_context('spawn')
+  with concurrent.futures.ProcessPoolExecutor(workers,
+                                              mp_context=context) as pool:
+    futures = {pool.submit(process_pair, task): task for task in tasks}
+    for future in concurrent.futures.as_completed(futures):
+      try:
+        yield future.result()
+      except Exception as e:  # pylint: disable=broad-except
+        # A worker died (e.g. killed for memory): record, retry on resume.
+        record = dict(futures[future]['record'])
+        record.update(status='skipped', error=type(e).__name__,
+                      reason=_one_line(f'{type(e).__name__}: {e}'))
+        yield record
+
+
+def summary(records: Iterable[dict[str, Any]], n_unpaired: int) -> str:
+  """``ok``/``skipped`` counts per split plus the unpaired count."""
+  counts: dict[str, collections.Counter] = collections.defaultdict(
+      collections.Counter)
+  for record in records:
+    counts[record.get('split') or '(none)'][record['status']] += 1
+  parts = [f'{split}: {c["ok"]} ok, {c["skipped"]} skipped'
+           for split, c in sorted(counts.items())]
+  return 'summary: ' + '; '.join(parts + [f'unpaired files: {n_unpaired}'])
+
+
+def _one_line(text: str) -> str:
+  return ' '.join(str(text).split())
+
+
+def _fail(message: str) -> int:
+  print(f'error: {message}', file=sys.stderr)
+  return 2
+
+
+def main(argv=None) -> int:
+  """Standalone entry point (``prepare build`` is the documented one)."""
+  parser = argparse.ArgumentParser(prog='build', description=__doc__.split(
+      '\n', 1)[0])
+  add_arguments(parser)
+  return run(parser.parse_args(argv))
+
+
+if __name__ == '__main__':
+  sys.exit(main())
