@@ -247,6 +247,15 @@ def read_sdo_header(path, *, wavelength=AIA_WAVELENGTH,
   return kind, header
 
 
+def check_complete_fits(path):
+  """DataError unless ``path`` is a readable, complete FITS image file.
+
+  Used after downloads: a truncated or corrupt transfer is fetched again.
+  """
+  with _open(path) as hdul:
+    _check_complete(path, _image_hdu(path, hdul))
+
+
 def read_sdo(path, *, wavelength=AIA_WAVELENGTH, allow_bad_quality=False):
   """Returns (kind, float32 data, header) of a validated SDO file.
 
