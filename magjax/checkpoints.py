@@ -10,6 +10,7 @@ Saves are asynchronous and atomic (orbax writes a tmp dir, then renames):
 a kill during a save leaves the previous checkpoints usable.
 """
 
+import functools
 import json
 import os
 
@@ -19,6 +20,7 @@ import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers
 
 from magjax import config_utils
+from magjax import train_state as train_state_lib
 
 SUBDIR = 'checkpoints'
 
@@ -96,6 +98,23 @@ class Checkpointer:
   def close(self):
     self._manager.wait_until_finished()
     self._manager.close()
+
+
+def abstract_train_state(config, sharding=None):
+  """The TrainState of `config` as jax.ShapeDtypeStructs (no computation).
+
+  The restore target for training (resume) and evaluation; `sharding`
+  (default: the first device) is where restored arrays are placed.
+  """
+  if sharding is None:
+    sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  shapes = jax.eval_shape(
+      functools.partial(train_state_lib.create_train_state, config,
+                        image_shape=(config.crop_size, config.crop_size)),
+      jax.random.key(0))
+  return jax.tree.map(
+      lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding),
+      shapes)
 
 
 def _abstract(x):

@@ -11,6 +11,7 @@ A *source* is any random-access sequence (`len`, `__getitem__`) of dicts with
 data source, or an in-memory list in tests.
 """
 
+import os
 import queue
 import threading
 
@@ -27,10 +28,14 @@ def load_source(config, split):
   """
   if config.dataset != 'sdo_ar':
     raise ValueError(f"unknown dataset {config.dataset!r} (expected 'sdo_ar')")
+  if not os.path.isdir(os.path.join(config.data_dir, 'sdo_ar')):
+    raise FileNotFoundError(f'no sdo_ar data set under {config.data_dir!r} '
+                            '(build it with `make data`)')
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   import magjax.datasets.sdo_ar  # pylint: disable=g-import-not-at-top,unused-import  # registers the builder
   try:
-    return tfds.data_source('sdo_ar', split=split, data_dir=config.data_dir)
+    return tfds.data_source('sdo_ar', split=split, data_dir=config.data_dir,
+                            download=False)
   except Exception as e:  # pylint: disable=broad-except  # TFDS raises many kinds
     raise FileNotFoundError(
         f'cannot read sdo_ar split {split!r} from {config.data_dir!r} '

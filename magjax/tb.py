@@ -1,0 +1,90 @@
+"""Training logs: TensorBoard event files (tensorboardX, no TensorFlow) and a
+console progress line with ETA. Only process 0 writes; others get no-ops."""
+
+import sys
+import time
+
+import jax
+import numpy as np
+
+
+class Writer:
+  """Scalars and images to `<workdir>` event files (process 0 only)."""
+
+  def __init__(self, logdir):
+    self._writer = None
+    if jax.process_index() == 0:
+      from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+      self._writer = SummaryWriter(logdir=logdir)
+
+  def scalars(self, step, scalars):
+    if self._writer is None:
+      return
+    for name, value in scalars.items():
+      self._writer.add_scalar(name, float(value), global_step=step)
+
+  def images(self, step, images):
+    """images: name -> (H, W) or (H, W, C) floats in [0, 1]."""
+    if self._writer is None:
+      return
+    for name, image in images.items():
+      image = np.asarray(image, np.float32)
+      if image.ndim == 2:
+        image = image[..., None]
+      self._writer.add_image(name, np.clip(image, 0, 1), global_step=step,
+                             dataformats='HWC')
+
+  def flush(self):
+    if self._writer is not None:
+      self._writer.flush()
+
+  def close(self):
+    if self._writer is not None:
+      self._writer.close()
+
+
+def sample_strip(aia, hmi, generated, max_rows=4):
+  """AIA | true HMI | generated, one row per example, [-1, 1] -> [0, 1]."""
+  rows = [np.concatenate([a, h, g], axis=1)
+          for a, h, g in zip(np.asarray(aia)[:max_rows],
+                             np.asarray(hmi)[:max_rows],
+                             np.asarray(generated)[:max_rows])]
+  return (np.concatenate(rows, axis=0)[..., 0] + 1.0) / 2.0
+
+
+def format_eta(seconds):
+  seconds = int(max(0, seconds))
+  hours, rest = divmod(seconds, 3600)
+  minutes, seconds = divmod(rest, 60)
+  return (f'{hours}h{minutes:02d}m{seconds:02d}s' if hours
+          else f'{minutes}m{seconds:02d}s')
+
+
+class Progress:
+  """`step 120/1000 (12%) 1.83 steps/s ETA 8m01s g_l1=0.31 ...` lines.
+
+  The rate is measured over the steps since the previous report, so compile
+  time does not distort it after the first report.
+  """
+
+  def __init__(self, total_steps, first_step, stream=sys.stdout):
+    self._total = total_steps
+    self._stream = stream
+    self._last_step = first_step
+    self._last_time = time.monotonic()
+    self.rate = 0.0
+
+  def update(self, step, scalars):
+    """Reports `step` (completed steps); returns the measured steps/s."""
+    now = time.monotonic()
+    if step > self._last_step:
+      self.rate = (step - self._last_step) / max(now - self._last_time, 1e-9)
+    self._last_step, self._last_time = step, now
+    if jax.process_index() == 0:
+      eta = (format_eta((self._total - step) / self.rate) if self.rate
+             else '?')
+      values = ' '.join(f'{k}={float(v):.4g}' for k, v in scalars.items())
+      print(f'step {step}/{self._total} ({100 * step // self._total}%) '
+            f'{self.rate:.2f} steps/s ETA {eta} {values}',
+            file=self._stream, flush=True)
+    return self.rate

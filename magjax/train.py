@@ -1,0 +1,232 @@
+"""train_and_evaluate(config, workdir): the training loop.
+
+One jit-compiled `train_step` (state donated) over a `jax.sharding.Mesh` of
+all devices: the batch is sharded along the 'data' axis, the state is
+replicated. The run resumes from the latest checkpoint of the workdir; the
+input pipeline is a pure function of (seed, step), so the step is the whole
+data position. SIGTERM / SIGINT, `max_train_seconds` and `stop_after_steps`
+checkpoint at the next step boundary and return normally.
+"""
+
+import functools
+import signal
+import sys
+import threading
+import time
+
+from absl import logging
+import jax
+import ml_collections
+import numpy as np
+
+from magjax import checkpoints
+from magjax import config_utils
+from magjax import input_pipeline
+from magjax import steps
+from magjax import tb
+from magjax import train_state as train_state_lib
+
+
+class UsageError(Exception):
+  """Bad config or missing data: a one-line message, exit code 2."""
+
+
+class NonFiniteLossError(Exception):
+  """A non-finite loss under nan_policy='stop': exit code 1."""
+
+
+def maybe_initialize_distributed(config):
+  """jax.distributed.initialize when config.distributed.initialize is set."""
+  dist = config.distributed
+  if not dist.initialize:
+    return
+  kwargs = {}
+  if dist.coordinator_address:
+    kwargs['coordinator_address'] = dist.coordinator_address
+  if dist.num_processes > 0:
+    kwargs['num_processes'] = dist.num_processes
+  if dist.process_id >= 0:
+    kwargs['process_id'] = dist.process_id
+  jax.distributed.initialize(**kwargs)
+
+
+class StopRequest:
+  """Turns SIGTERM / SIGINT into a flag the loop reads at step boundaries."""
+
+  def __init__(self):
+    self.signal_name = None
+    self._previous = {}
+
+  def __enter__(self):
+    if threading.current_thread() is threading.main_thread():
+      for sig in (signal.SIGTERM, signal.SIGINT):
+        self._previous[sig] = signal.signal(sig, self._handle)
+    return self
+
+  def _handle(self, signum, frame):
+    del frame
+    self.signal_name = signal.Signals(signum).name
+
+  def __exit__(self, *exc):
+    for sig, handler in self._previous.items():
+      signal.signal(sig, handler)
+
+
+def make_train_step(config, state_sharding, batch_sharding):
+  """jit(train_step) with the state donated and explicit shardings.
+
+  steps.train_step returns its input state unchanged after a non-finite
+  loss; under nan_policy 'skip' the step still advances (the next batch).
+  """
+  def step_fn(state, batch):
+    new_state, metrics = steps.train_step(state, batch, config)
+    if config.nan_policy == 'skip':
+      new_state = new_state.replace(step=state.step + 1)
+    return new_state, metrics
+  return jax.jit(step_fn, donate_argnums=0,
+                 in_shardings=(state_sharding, batch_sharding),
+                 out_shardings=(state_sharding, state_sharding))
+
+
+def _resolve(config, source):
+  """A copy of config with num_train_steps derived; UsageError if unfit."""
+  config = ml_collections.ConfigDict(config.to_dict())
+  try:
+    shape = input_pipeline.image_shape(source)
+    config_utils.validate(config, shape, jax.device_count(),
+                          jax.process_count())
+    config.num_train_steps = config_utils.num_train_steps(config, len(source))
+  except ValueError as e:
+    raise UsageError(str(e)) from e
+  return config
+
+
+def train_and_evaluate(config, workdir, source=None):
+  """Trains (or resumes) in `workdir`; returns the final TrainState.
+
+  Args:
+    config: the ConfigDict (configs/*.py).
+    workdir: checkpoints, TensorBoard events and the config go here.
+    source: a random-access source of examples (see input_pipeline); None
+      reads config.train_split of config.dataset.
+
+  Raises:
+    UsageError: bad config or unreadable data.
+    NonFiniteLossError: non-finite loss with nan_policy 'stop'.
+  """
+  maybe_initialize_distributed(config)
+  checkpoints.quiet_orbax()
+  if source is None:
+    try:
+      source = input_pipeline.load_source(config, config.train_split)
+    except (ValueError, FileNotFoundError) as e:
+      raise UsageError(str(e)) from e
+  config = _resolve(config, source)
+  total = config.num_train_steps
+  stop_at = (min(total, config.stop_after_steps) if config.stop_after_steps
+             else total)
+
+  mesh = jax.sharding.Mesh(np.asarray(jax.devices()), ('data',))
+  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+  batch_sharding = jax.sharding.NamedSharding(
+      mesh, jax.sharding.PartitionSpec('data'))
+  ckpt = checkpoints.Checkpointer(workdir, keep=config.keep_checkpoints)
+  if ckpt.latest_step() is not None:
+    state, meta = ckpt.restore(
+        checkpoints.abstract_train_state(config, replicated))
+    _print(f'resumed from step {meta["data_position"]} in '
+           f'{checkpoints.directory(workdir)}')
+  else:
+    state = jax.jit(
+        functools.partial(train_state_lib.create_train_state, config,
+                          image_shape=(config.crop_size, config.crop_size)),
+        out_shardings=replicated)(jax.random.key(config.seed))
+  start = int(jax.device_get(state.step))
+  if start >= stop_at:
+    _print(f'nothing to do: step {start} >= {stop_at}')
+    ckpt.close()
+    return state
+
+  train_step = make_train_step(config, replicated, batch_sharding)
+  sample_fn = jax.jit(
+      lambda state, aia: steps.predict_step(steps.generator_variables(state),
+                                            aia, config),
+      in_shardings=(replicated, batch_sharding))
+  writer = tb.Writer(workdir)
+  progress = tb.Progress(total, start)
+  deadline = (time.monotonic() + config.max_train_seconds
+              if config.max_train_seconds > 0 else None)
+  pending, skipped, saved_step = [], 0, None
+  data = input_pipeline.Prefetcher(
+      input_pipeline.batches(source, config, start, stop_at, batch_sharding),
+      config.prefetch)
+  try:
+    with StopRequest() as stop:
+      for step, batch in data:
+        state, metrics = train_step(state, batch)
+        metrics = jax.device_get(metrics)  # one host sync per step
+        done = step + 1
+        if not metrics['finite']:
+          if config.nan_policy == 'stop':
+            raise NonFiniteLossError(
+                f'non-finite loss at step {step}; stopped without saving '
+                f'(last good checkpoint: step {ckpt.latest_step()} in '
+                f'{checkpoints.directory(workdir)})')
+          skipped += 1
+          logging.warning('non-finite loss at step %d: update skipped', step)
+        pending.append({k: v for k, v in metrics.items() if k != 'finite'})
+
+        if done % config.log_every_steps == 0 or done == stop_at:
+          scalars = {k: float(np.mean([m[k] for m in pending]))
+                     for k in pending[0]}
+          scalars['steps_per_sec'] = progress.update(done, scalars)
+          scalars['skipped_steps'] = skipped
+          writer.scalars(done, scalars)
+          pending = []
+        if done % config.sample_every_steps == 0 or done == stop_at:
+          generated = jax.device_get(sample_fn(state, batch['aia']))
+          writer.images(done, {'samples/aia_true_generated': tb.sample_strip(
+              jax.device_get(batch['aia']), jax.device_get(batch['hmi']),
+              generated)})
+        reason = None
+        if stop.signal_name:
+          reason = f'received {stop.signal_name}'
+        elif deadline is not None and time.monotonic() > deadline:
+          reason = f'max_train_seconds={config.max_train_seconds:g} reached'
+        if (done % config.checkpoint_every_steps == 0 or done == stop_at
+            or reason):
+          saved_step = ckpt.save(state, config)
+        if reason:
+          ckpt.wait()
+          _print(f'{reason}: checkpoint saved at step {saved_step}; '
+                 'rerun the same command to resume')
+          break
+  finally:
+    data.close()
+    writer.close()
+    ckpt.close()  # waits for a pending asynchronous save
+  if saved_step == total:
+    _print(f'done: step {total}/{total}, checkpoint in '
+           f'{checkpoints.directory(workdir)}')
+  elif saved_step == stop_at:
+    _print(f'stop_after_steps={stop_at} reached: checkpoint saved at step '
+           f'{stop_at}/{total}; rerun without it to continue')
+  return state
+
+
+def run(config, workdir, source=None):
+  """train_and_evaluate with one-line errors; returns the exit code."""
+  try:
+    train_and_evaluate(config, workdir, source)
+  except UsageError as e:
+    _print(f'error: {e}', sys.stderr)
+    return 2
+  except NonFiniteLossError as e:
+    _print(f'error: {e}', sys.stderr)
+    return 1
+  return 0
+
+
+def _print(message, stream=sys.stdout):
+  if jax.process_index() == 0:
+    print(message, file=stream, flush=True)

@@ -1,0 +1,51 @@
+"""Child process of tests/test_train.py: trains a :tiny config on an
+in-memory source through magjax.train.run and exits with its code.
+
+  python tests/train_child.py WORKDIR '{"variant": "rhp", "nan_at": null,
+      "overrides": {"num_train_steps": 4}, "dump": "final.npz"}'
+
+With "dump", the latest checkpoint is restored afterwards and every leaf of
+the TrainState is written to that .npz (keys: pytree paths).
+"""
+
+import json
+import sys
+
+import jax
+import numpy as np
+import train_helpers
+
+from magjax import checkpoints
+from magjax import train
+
+
+def _leaves(state):
+  flat, _ = jax.tree_util.tree_flatten_with_path(state)
+  out = {}
+  for path, leaf in flat:
+    if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+      leaf = jax.random.key_data(leaf)
+    out[jax.tree_util.keystr(path)] = np.asarray(leaf)
+  return out
+
+
+def main(workdir, spec):
+  spec = json.loads(spec)
+  config = train_helpers.load_config(spec.get('variant', 'rhp'), 'tiny')
+  for key, value in spec.get('overrides', {}).items():
+    node = config
+    *parents, leaf = key.split('.')
+    for name in parents:
+      node = node[name]
+    node[leaf] = value
+  source = train_helpers.memory_source(nan_at=spec.get('nan_at'))
+  code = train.run(config, workdir, source)
+  if code == 0 and spec.get('dump'):
+    ckpt = checkpoints.Checkpointer(workdir, read_only=True)
+    state, _ = ckpt.restore(checkpoints.abstract_train_state(config))
+    np.savez(spec['dump'], **_leaves(state))
+  return code
+
+
+if __name__ == '__main__':
+  sys.exit(main(*sys.argv[1:]))

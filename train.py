@@ -1,0 +1,72 @@
+"""Trains pix2pix / cat-attention / RHP-attention magnetogram generators.
+
+  python train.py --config=configs/rhp.py:cpu --workdir=runs/rhp \
+      --config.batch_size=8
+
+Rerunning the same command resumes from the workdir's latest checkpoint.
+Exit codes: 0 done or stopped cleanly (SIGTERM/SIGINT, max_train_seconds),
+1 non-finite loss, 2 bad flags, config or data.
+"""
+
+import re
+import sys
+
+from absl import app
+from absl import flags
+from ml_collections import config_flags
+
+from magjax import train as train_lib
+
+FLAGS = flags.FLAGS
+
+flags.DEFINE_string('workdir', None, 'Directory for checkpoints and logs.')
+config_flags.DEFINE_config_file(
+    'config', None, 'Training configuration (configs/*.py[:cpu|:tiny]).',
+    lock_config=True)
+
+
+def parse_flags(argv):
+  """absl flag parsing with one-line errors (exit 2) instead of tracebacks.
+
+  config_flags raises a raw AttributeError/KeyError for an unknown
+  `--config.x` override, and wraps errors of get_config().
+  """
+  try:
+    argv = FLAGS(argv)
+    if FLAGS.config is not None:
+      FLAGS.config.get('seed')  # a config file that failed to load raises here
+    return argv
+  except flags.Error as e:
+    message = _one_line(str(e))
+  except (AttributeError, KeyError) as e:
+    name = re.findall(r"'([^'\"]+)'", str(e))
+    message = (f'unknown config field {name[-1] if name else str(e)!r} in a '
+               '--config.* override')
+  except (OSError, ValueError, TypeError) as e:
+    message = _one_line(str(e))
+  print(f'error: {message}', file=sys.stderr)
+  sys.exit(2)
+
+
+def _one_line(text):
+  """First line, plus the last one when a traceback is embedded."""
+  lines = [line.strip() for line in text.splitlines() if line.strip()]
+  if len(lines) > 1 and any(l.startswith('Traceback') for l in lines):
+    return f'{lines[0]} {lines[-1]}'
+  if len(lines) > 2 and lines[0].startswith('Configuration is not available'):
+    return f'{lines[-2]}: {lines[-1]}'
+  return lines[0] if lines else text
+
+
+def main(argv):
+  if len(argv) > 1:
+    print(f'error: unexpected arguments {argv[1:]}', file=sys.stderr)
+    sys.exit(2)
+  if FLAGS.config is None or not FLAGS.workdir:
+    print('error: --config and --workdir are required', file=sys.stderr)
+    sys.exit(2)
+  sys.exit(train_lib.run(FLAGS.config, FLAGS.workdir))
+
+
+if __name__ == '__main__':
+  app.run(main, flags_parser=parse_flags)
