@@ -45,6 +45,7 @@ import os
 import sys
 import tempfile
 
+from absl import logging
 import jax
 import ml_collections
 import numpy as np
@@ -146,6 +147,7 @@ def restore_generator(config, workdir, step=None):
                     f'{checkpoints.directory(workdir)!r} (available: '
                     f'{available})')
   checkpoints.quiet_orbax()
+  _quiet_orbax_warnings()
   try:
     target = abstract_state(config)
   except (ValueError, TypeError) as e:
@@ -605,6 +607,11 @@ def _write_atomic(path, data):
 def _progress(done, total):
   if total >= 10 and (done % max(1, total // 10) == 0 or done == total):
     print(f'evaluated {done}/{total}', file=sys.stderr, flush=True)
+
+
+def _quiet_orbax_warnings():
+  """Read-only restores make orbax warn twice on stderr: keep errors only."""
+  logging.set_verbosity(logging.ERROR)
 
 
 def _first_line(e):

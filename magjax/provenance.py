@@ -25,6 +25,7 @@ import os
 import sys
 from importlib import metadata
 
+from absl import logging
 import ml_collections
 
 from magjax import config_utils
@@ -107,6 +108,7 @@ def checkpoint_config(workdir, step=None):
         f'no checkpoint at step {step} in {checkpoints.directory(workdir)!r} '
         f'(available: {available})')
   checkpoints.quiet_orbax()
+  logging.set_verbosity(logging.ERROR)  # read-only notices are noise here
   manager = ocp.CheckpointManager(
       checkpoints.directory(workdir),
       options=ocp.CheckpointManagerOptions(read_only=True, create=False),
