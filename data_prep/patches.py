@@ -211,15 +211,16 @@ def patch_header(pmap):
   return header
 
 
-def patch_file(in_path, out_path, *, allow_bad_quality=False, register=False):
+def patch_file(in_path, out_path, *, allow_bad_quality=False, register=False,
+               wavelength=fitsio.AIA_WAVELENGTH):
   """Calibrates one full-disk file and writes its patch atomically.
 
   Returns the patch map. Raises DataError for bad input; no file is written
-  then.
+  then. Keyword arguments as ``calibrate.load_calibrated``.
   """
   smap = calibrate.load_calibrated(in_path,
                                    allow_bad_quality=allow_bad_quality,
-                                   register=register)
+                                   register=register, wavelength=wavelength)
   pmap = extract_patch(smap)
   fitsio.write_fits_atomic(out_path, pmap.data.astype(np.float32),
                            patch_header(pmap))
