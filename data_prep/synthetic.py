@@ -64,7 +64,7 @@ UMBRA_MIN_FLUX = 3e21  # Mx per lobe needed to form a sunspot
 NETWORK_PEAK_G = 90.0
 HMI_NOISE_G = 8.0  # per pixel at disk centre, growing towards the limb
 AIA_QUIET_DN_S = 60.0
-AIA_PLAGE_DN_S = 60.0
+AIA_PLAGE_DN_S = 80.0
 AIA_B0_G, AIA_BS_G, AIA_P = 50.0, 400.0, 1.6
 AIA_LIMB_A = 0.15  # limb brightening ((1 + a) / (mu + a)) ** 0.5
 AIA_OFFLIMB_SCALE_RSUN = 0.04  # e-folding height of off-limb 304 emission
@@ -205,7 +205,7 @@ def catalogue_block(seed, block):
     hale = LEADING_SIGN_NORTH if north else -LEADING_SIGN_NORTH
     if rng.random() < ANTI_HALE_FRACTION:
       hale = -hale
-    flux = float(np.clip(10 ** rng.normal(21.5, 0.4), 3e20, 5e22))
+    flux = float(np.clip(10 ** rng.normal(21.7, 0.4), 3e20, 5e22))
     big = math.sqrt(flux / 1e22)
     tilt = JOY_COEFF_DEG * math.sin(math.radians(abs_lat)) + rng.normal(0, 8)
     regions.append(Region(
@@ -278,9 +278,9 @@ def region_kernels(region, days):
     width = region.sigma0 * spread * (1.0 if k == 0 else 1.3)
     spot_frac = 0.0
     if region.flux > UMBRA_MIN_FLUX:
-      spot_frac = (0.3 if k == 0 else 0.12) * math.exp(
+      spot_frac = (0.25 if k == 0 else 0.1) * math.exp(
           -max(0.0, age - region.tau_grow) / (0.5 * region.tau_decay))
-    frag_frac = 0.3
+    frag_frac = 0.25
     plage_flux = lobe_flux * (1 - spot_frac - frag_frac)
     lon.append(lo); lat.append(la); sig.append(width)
     peak.append(sign * peak_for_flux(plage_flux, width))
@@ -489,7 +489,7 @@ def surface_at(seed, days, grid, kernels=None, network=True):
     # quiet pattern fading towards the poles (less CAR-grid anisotropy
     # there), and darker polar coronal holes
     polar = np.clip((np.abs(grid.lat) - 55.0) / 20.0, 0.0, 1.0)[:, None]
-    emission = AIA_QUIET_DN_S * np.exp(0.25 * quiet * (1 - polar)) * (
+    emission = AIA_QUIET_DN_S * np.exp(0.2 * quiet * (1 - polar)) * (
         1 - 0.3 * polar)
     tau = render_kernels(grid, filament_kernels(seed, days))
   else:

@@ -75,6 +75,25 @@ def test_files_open_as_sdo_maps_with_required_keywords(pair_files):
       hmi.observer_coordinate.lat.to_value(u.deg), abs=1e-4)
 
 
+@pytest.mark.parametrize('when', ['2012-03-07T00:00:00', '2012-09-08T00:00:00',
+                                  '2012-06-05T12:00:00'])
+def test_observer_follows_sunpy_ephemeris(when):
+  from sunpy.coordinates import sun
+  pair = synthetic.make_pair(when, 64, SEED)
+  a, h = pair.aia_header, pair.hmi_header
+  t = Time(a['T_OBS'].rstrip('Z'))
+  assert a['HGLT_OBS'] == pytest.approx(sun.B0(t).to_value(u.deg), abs=0.01)
+  assert a['CRLN_OBS'] == pytest.approx(sun.L0(t).to_value(u.deg), abs=0.02)
+  assert abs(a['HGLN_OBS']) < 0.02  # SDO's geosynchronous wobble
+  assert a['RSUN_OBS'] == pytest.approx(
+      sun.angular_radius(t).to_value(u.arcsec), rel=1e-3)
+  assert 'HGLN_OBS' not in h  # as in some real HMI files: from CRLN/CRLT
+  assert h['CRLT_OBS'] == pytest.approx(a['CRLT_OBS'], abs=1e-3)
+  # B0 swings through the year: about -7.2 deg in March, +7.2 in September
+  expected = {'03': -7.2, '09': 7.2, '06': 0.0}[when[5:7]]
+  assert a['HGLT_OBS'] == pytest.approx(expected, abs=0.6)
+
+
 def test_every_header_says_synthetic_with_generator_and_seed(pair_files):
   for path in pair_files:
     with fits.open(path) as hdul:
@@ -170,6 +189,20 @@ def test_cli_is_deterministic_range_independent_and_resumable(tmp_path,
                                   tmp_path / 'c')[0]
   assert a3.read_bytes() != (out1 / a3.relative_to(tmp_path / 'c')
                              ).read_bytes()
+
+
+@pytest.mark.slow
+def test_cli_process_pool_writes_the_same_bytes(tmp_path):
+  args = ['--start', '2012-10-01', '--end', '2012-10-02', '--every', '1d',
+          '--size', '64', '--seed', '3']
+  assert synthesize.main(['--out', str(tmp_path / 'w1')] + args) == 0
+  assert synthesize.main(['--out', str(tmp_path / 'w2'), '--workers', '2']
+                         + args) == 0
+  files = sorted((tmp_path / 'w1').rglob('*.fits'))
+  assert len(files) == 4
+  for f in files:
+    assert f.read_bytes() == (tmp_path / 'w2' / f.relative_to(
+        tmp_path / 'w1')).read_bytes()
 
 
 @pytest.mark.parametrize('args, message', [
