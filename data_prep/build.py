@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import collections
 import concurrent.futures
+import glob
 import multiprocessing
 import os
 import sys
@@ -73,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
   if not os.path.isdir(args.raw):
     return _fail(f'raw directory not found: {args.raw}')
   os.makedirs(args.out, exist_ok=True)
+  remove_stale_tmp(args.out)
   manifest_path = os.path.join(args.out, manifest_lib.MANIFEST_NAME)
   try:
     previous = manifest_lib.read_manifest(manifest_path)
@@ -107,6 +109,19 @@ def run(args: argparse.Namespace) -> int:
   final = manifest_lib.latest_by_pair(manifest_lib.read_manifest(manifest_path))
   print(summary(final.values(), len(unpaired)), flush=True)
   return 0
+
+
+def remove_stale_tmp(out_dir: str) -> list[str]:
+  """Deletes tmp files a killed run left (``OUT/<split>/.<name>.*.tmp``).
+
+  ``fitsio.write_fits_atomic`` removes its tmp file on any exception, but
+  not when the process is killed; the final names are never half-written.
+  Call only when no other build writes into ``out_dir``.
+  """
+  stale = glob.glob(os.path.join(out_dir, '*', '.*.fits.*.tmp'))
+  for path in stale:
+    os.remove(path)
+  return stale
 
 
 def plan(pairs: Iterable[pairing.Pair], splits, out_dir: str,

@@ -279,3 +279,135 @@ def test_add_arguments_defaults():
                             '--tolerance', '30', '--workers', '3'])
   assert args.splits == ['train=01-01:06-30', 'test=07-01:12-31']
   assert (args.workers, args.tolerance) == (3, 30.0)
+
+
+# --- integration: the real pipeline on SYNTHETIC full-disk files ------------
+
+import os
+import signal
+import subprocess
+import sys
+import time as _time
+import warnings
+
+from astropy.io import fits
+
+INTEGRATION_TIMES = ['2012-01-10T00:00:00', '2012-04-20T06:00:00',
+                     '2012-09-15T12:00:00', '2012-10-20T18:00:00']
+CORRUPT_HMI_TIME = '2012-05-05T00:00:00'     # readable header, all-NaN data
+TRUNCATED_AIA_TIME = '2012-06-06T00:00:00'   # truncated file
+
+
+@pytest.fixture(scope='module')
+def synthetic_raw(tmp_path_factory):
+  """SYNTHETIC 256^2 full-disk pairs, one with NaN data, one truncated."""
+  from data_prep.synthesize import synthesize_pair
+  raw = tmp_path_factory.mktemp('raw')
+  for t in INTEGRATION_TIMES + [CORRUPT_HMI_TIME, TRUNCATED_AIA_TIME]:
+    synthesize_pair(t, 256, 0, str(raw), bad_fraction=0)
+  _, hmi = synthesize_pair(CORRUPT_HMI_TIME, 256, 0, str(raw), bad_fraction=0)
+  with warnings.catch_warnings():
+    warnings.simplefilter('ignore', fits.verify.VerifyWarning)  # BLANK
+    with fits.open(hmi, mode='update') as hdul:
+      hdu = next(h for h in hdul if h.data is not None)
+      hdu.data[:] = np.nan
+  aia, _ = synthesize_pair(TRUNCATED_AIA_TIME, 256, 0, str(raw),
+                           bad_fraction=0)
+  with open(aia, 'r+b') as f:
+    f.truncate(os.path.getsize(aia) // 2)
+  return raw
+
+
+def _cli(raw, out, workers):
+  return [sys.executable, '-m', 'data_prep.prepare', 'build', '--raw',
+          str(raw), '--out', str(out), '--workers', str(workers)]
+
+
+def _snapshot(out):
+  """Manifest content (latest per pair, unpaired lines) and patch data."""
+  records = manifest.read_manifest(str(out / 'manifest.jsonl'))
+  unpaired = sorted(json.dumps(r, sort_keys=True) for r in records
+                    if r['status'] == 'unpaired')
+  files = {}
+  for path in sorted(out.glob('*/*.fits')):
+    with fits.open(path) as hdul:
+      files[str(path.relative_to(out))] = (hdul[0].data.copy(),
+                                           dict(hdul[0].header))
+  return manifest.latest_by_pair(records), unpaired, files
+
+
+def _run_build(raw, out, pool, capsys):
+  """(exit code, stdout): in this process with 1 worker, or as the CLI
+  in a subprocess with a pool of 2 spawned workers."""
+  if not pool:
+    capsys.readouterr()
+    rc = build.run(argparse.Namespace(raw=str(raw), out=str(out), workers=1,
+                                      tolerance=60.0, splits=None))
+    return rc, capsys.readouterr().out
+  done = subprocess.run(_cli(raw, out, 2), capture_output=True, text=True,
+                        timeout=300)
+  return done.returncode, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize('pool', [
+    False, pytest.param(True, marks=pytest.mark.slow)])
+def test_build_integration_kill_and_resume(synthetic_raw, tmp_path, pool,
+                                           capsys):
+  # Reference: one uninterrupted run.
+  ref_out = tmp_path / 'ref'
+  rc, stdout = _run_build(synthetic_raw, ref_out, pool, capsys)
+  assert rc == 0, stdout
+  latest, unpaired, files = _snapshot(ref_out)
+  ok = {k for k, r in latest.items() if r['status'] == 'ok'}
+  assert len(ok) == 4 and len(files) == 8
+  assert {latest[k]['split'] for k in ok} == {'train', 'validation', 'test'}
+  assert all(latest[k]['synthetic'] is True for k in ok)
+  assert all(latest[k]['exposure'] > 0 for k in ok)
+  assert all(abs(latest[k]['dt']) <= 60 for k in latest)
+  # The all-NaN HMI: a skip with its reason; the batch went on.
+  bad = [r for r in latest.values() if r['status'] == 'skipped']
+  assert len(bad) == 1 and bad[0]['error'] == 'DataError'
+  assert 'all NaN' in bad[0]['reason']
+  # The truncated AIA: unpaired with the reason, and so is its HMI.
+  assert len(unpaired) == 2
+  reasons = [json.loads(u)['reason'] for u in unpaired]
+  assert any(r.startswith('unreadable header: ') for r in reasons)
+  assert 'no AIA file within 60 s' in reasons
+  assert 'summary: test: 1 ok, 0 skipped; train: 2 ok, 1 skipped; ' \
+      'validation: 1 ok, 0 skipped; unpaired files: 2' in stdout
+  for path, (data, header) in files.items():
+    assert data.shape == (800, 900) and data.dtype.newbyteorder('=') == np.float32
+    assert path.split('/')[0] in ('train', 'validation', 'test')
+
+  # Killed run: SIGKILL after the first pair is recorded, then resume.
+  out = tmp_path / 'killed'
+  proc = subprocess.Popen(_cli(synthetic_raw, out, 1),
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  manifest_path = out / 'manifest.jsonl'
+  deadline = _time.monotonic() + 240
+  try:
+    while _time.monotonic() < deadline:
+      if manifest_path.exists() and b'"status": "ok"' in \
+          manifest_path.read_bytes():
+        break
+      assert proc.poll() is None, 'build finished before it could be killed'
+      _time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+  finally:
+    proc.wait(timeout=60)
+  assert proc.returncode == -signal.SIGKILL
+  partial, _, _ = _snapshot(out)
+  assert 1 <= sum(r['status'] == 'ok' for r in partial.values()) < 4
+  # A torn line, as a kill during the write would leave it.
+  with open(manifest_path, 'ab') as f:
+    f.write(b'{"pair_id": "20121020T18')
+  rc, stdout = _run_build(synthetic_raw, out, pool, capsys)
+  assert rc == 0, stdout
+  assert 'already done' in stdout
+  latest2, unpaired2, files2 = _snapshot(out)
+  assert latest2 == latest and unpaired2 == unpaired
+  assert files2.keys() == files.keys()
+  for path, (data, header) in files.items():
+    np.testing.assert_array_equal(files2[path][0], data)
+    assert files2[path][1] == header
+  assert not list(out.glob('*/.*.tmp'))
