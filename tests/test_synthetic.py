@@ -282,6 +282,33 @@ def test_region_appears_where_the_wcs_says(lon, lat):
   assert (cy > aia.data.shape[0] / 2) == (lat > 0)
 
 
+@pytest.mark.parametrize('crota2', [30.0, 179.93, -95.0])
+def test_disk_geometry_agrees_with_sunpy_pixel_to_world(crota2):
+  times = synthetic.frame_times('2012-04-01T00:00:00', SEED)
+  obs = synthetic.observer_at(times.aia_t_obs)
+  header = synthetic.aia_header(times, obs, 128, SEED)
+  header['CROTA2'] = crota2
+  header['CRPIX1'] += 7.3
+  header['CRPIX2'] -= 4.1
+  geo = synthetic.disk_geometry(header, synthetic._rounded_observer(obs),
+                                (128, 128))
+  smap = _map_from(header, np.zeros((128, 128)))
+  rng = np.random.default_rng(1)
+  ys, xs = rng.integers(0, 128, (2, 400))
+  with warnings.catch_warnings():
+    warnings.simplefilter('ignore')
+    hgs = smap.pixel_to_world(xs * u.pix, ys * u.pix).transform_to(
+        HeliographicStonyhurst(obstime=smap.reference_date))
+  lat = hgs.lat.to_value(u.deg)
+  on = np.isfinite(lat)
+  assert 50 < on.sum() < 400
+  np.testing.assert_array_equal(on, geo.on_disk[ys, xs])
+  np.testing.assert_allclose(geo.lat[ys, xs][on], lat[on], atol=1e-4)
+  lon = (hgs.lon.to_value(u.deg) + obs.carrington_offset) % 360
+  dlon = (geo.lon_carr[ys, xs][on] - lon[on] + 180) % 360 - 180
+  assert np.abs(dlon).max() < 1e-3
+
+
 def test_hmi_is_line_of_sight_projection_of_radial_field():
   centre = _single_region_pair(0.0, 0.0).hmi_data
   limbward = _single_region_pair(60.0, 0.0).hmi_data
