@@ -1,0 +1,386 @@
+"""Generates an HMI-like LOS magnetogram (FITS, gauss) from an AIA 304 image.
+
+  python -m magjax.predict --workdir runs/rhp --input aia304.fits \
+      --output magnetogram.fits [--step N] [--samples N] [--config PATH]
+
+Input: either a full-disk SDO/AIA 304 A FITS file (level 1; it goes through
+the data preparation's calibration, `data_prep.calibrate.load_calibrated`,
+and patch extraction, `data_prep.patches.extract_patch`), or an AIA patch
+already prepared by `python -m data_prep.prepare patch` (recognised by its
+heliographic CAR WCS: CTYPE1 'HGLN-CAR').
+
+Model: the checkpoint (latest, or --step) of --workdir, restored read-only.
+The config is the one saved with the checkpoint (its orbax `meta`), unless
+--config names a config file ('configs/rhp.py:cpu').
+
+Generation: the whole patch by tiled inference with overlap blending
+(tile = config.crop_size, overlap config.eval_tile_overlap), G in eval mode
+(BatchNorm running statistics, dropout off): deterministic.
+
+Uncertainty (--samples N, N >= 2): pix2pix (Isola et al. 2017) keeps dropout
+active at test time as its only source of noise. Here the default output is
+deterministic (dropout off), and --samples N draws N generations with
+dropout active (Monte-Carlo dropout; BatchNorm still uses its running
+statistics, so samples differ only by dropout), with independent dropout
+masks per tile and sample (keys folded from --seed). The primary HDU then
+holds the per-pixel mean and a second image HDU 'STDDEV' the per-pixel
+sample standard deviation (ddof = 1), both in gauss with the same WCS.
+The spread measures the model's dropout variability, not the error
+against HMI.
+
+Output: float32 FITS in gauss (BUNIT 'G'), NaN where the input patch is NaN
+(off the visible disk or missing data), the patch's WCS (Stonyhurst CAR,
+0.1 deg/px) and observation time, and provenance keywords: MODEL, CKPTSTEP,
+CFGHASH, TRAINSYN (trained on SYNTHETIC data), SRC_FILE, DATE-OBS / T_OBS
+of the input, MJXVER, NSAMPLES, TILE, TILEOVLP, SYNTHETIC (the input is
+synthetic), HISTORY lines. Written atomically (tmp file + os.replace).
+
+Errors (a wrong wavelength, an HMI or other non-AIA file, a corrupt file, a
+missing workdir / checkpoint, a bad config): one line `error: ...` on
+stderr, exit code 2, no output file.
+"""
+
+import argparse
+import datetime
+import os
+import sys
+import tempfile
+import warnings
+
+import numpy as np
+
+EXIT_BAD_INPUT = 2
+AIA_WAVELENGTH = 304
+
+# Input header cards not carried into the generated magnetogram.
+_DROP_KEYS = frozenset((
+    'SIMPLE', 'BITPIX', 'NAXIS', 'NAXIS1', 'NAXIS2', 'EXTEND', 'BSCALE',
+    'BZERO', 'BLANK', 'CHECKSUM', 'DATASUM', 'BUNIT', 'BTYPE', 'TELESCOP',
+    'INSTRUME', 'DETECTOR', 'WAVELNTH', 'WAVEUNIT', 'WAVE_STR', 'EXPTIME',
+    'CONTENT', 'QUALITY', 'LVL_NUM', 'PATCHVER', 'HISTORY', 'COMMENT',
+    'XTENSION', 'PCOUNT', 'GCOUNT', 'EXTNAME', 'ZIMAGE', 'DATAMIN', 'DATAMAX',
+    'SRC_FILE', 'DATE', 'SYNTHETIC'))
+
+
+class PredictError(Exception):
+  """A bad input, workdir or config: one-line message, exit code 2."""
+
+
+# ------------------------------------------------------------------ input
+
+def _raw_header(path):
+  """Header of the first 2-D image HDU; PredictError if unreadable."""
+  from astropy.io import fits  # pylint: disable=g-import-not-at-top
+  name = os.path.basename(path)
+  if not os.path.isfile(path):
+    raise PredictError(f'{path}: no such file')
+  with open(path, 'rb') as f:
+    if f.read(9) != b'SIMPLE  =':
+      raise PredictError(f'{name}: not a FITS file')
+  try:
+    with warnings.catch_warnings():
+      warnings.simplefilter('ignore')
+      with fits.open(path, memmap=False) as hdul:
+        for hdu in hdul:
+          if (isinstance(hdu, (fits.PrimaryHDU, fits.ImageHDU,
+                               fits.CompImageHDU))
+              and hdu.header.get('NAXIS', 0) == 2):
+            header = hdu.header.copy()
+            if isinstance(hdu, fits.PrimaryHDU) or len(hdul) == 1:
+              return header
+            primary = hdul[0].header
+            for key in ('SYNTHETIC', 'TELESCOP', 'INSTRUME'):
+              if key in primary and key not in header:
+                header[key] = primary[key]
+            return header
+  except PredictError:
+    raise
+  except Exception as e:  # pylint: disable=broad-except  # astropy: many kinds
+    raise PredictError(f'{name}: corrupt FITS file ({_first_line(e)})') from e
+  raise PredictError(f'{name}: no 2-D image in any HDU')
+
+
+def _is_patch(header):
+  ctype1 = str(header.get('CTYPE1', '')).upper()
+  ctype2 = str(header.get('CTYPE2', '')).upper()
+  return ctype1.startswith('HGLN') and ctype2.startswith('HGLT')
+
+
+def check_aia_304(path, header):
+  """PredictError unless `header` is an SDO/AIA 304 A image (or its patch)."""
+  from data_prep import fitsio  # pylint: disable=g-import-not-at-top
+  name = os.path.basename(path)
+  kind = fitsio.detect_kind(header)
+  if kind == 'hmi':
+    raise PredictError(
+        f'{name}: an SDO/HMI file (CONTENT={header.get("CONTENT")!r}), '
+        f'expected an SDO/AIA {AIA_WAVELENGTH} A image')
+  if kind != 'aia':
+    raise PredictError(
+        f'{name}: not an SDO/AIA file (TELESCOP={header.get("TELESCOP")!r}, '
+        f'INSTRUME={header.get("INSTRUME")!r}), expected AIA '
+        f'{AIA_WAVELENGTH} A')
+  wavelength = header.get('WAVELNTH')
+  try:
+    wavelength = float(wavelength)
+  except (TypeError, ValueError):
+    raise PredictError(f'{name}: AIA header lacks a numeric WAVELNTH '
+                       f'({wavelength!r})') from None
+  if wavelength != AIA_WAVELENGTH:
+    raise PredictError(f'{name}: AIA WAVELNTH is {wavelength:g} A, expected '
+                       f'{AIA_WAVELENGTH} A (the model translates AIA 304 A '
+                       'images)')
+
+
+def load_input_patch(path):
+  """(data float32 (H, W), header) of the AIA patch to translate.
+
+  A prepared patch is read as is; a full-disk image is calibrated (DN/s)
+  and mapped to the (800, 900) heliographic patch by data_prep.
+  """
+  from astropy.io import fits  # pylint: disable=g-import-not-at-top
+  from data_prep import calibrate, patches  # pylint: disable=g-import-not-at-top
+  from data_prep.fitsio import DataError  # pylint: disable=g-import-not-at-top
+  name = os.path.basename(path)
+  header = _raw_header(path)
+  check_aia_304(path, header)
+  if _is_patch(header):
+    if not str(header.get('CTYPE1', '')).upper().endswith('CAR'):
+      raise PredictError(f'{name}: patch projection {header["CTYPE1"]!r} '
+                         'is not the CAR grid of data_prep.patches')
+    unit = str(header.get('BUNIT', 'DN/s')).strip()
+    if unit.lower().replace(' ', '') not in ('dn/s', 'dn s-1', 'dn/s/pix'):
+      raise PredictError(f'{name}: patch BUNIT is {unit!r}, expected DN/s '
+                         '(an exposure-normalised AIA patch)')
+    try:
+      with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        with fits.open(path, memmap=False) as hdul:
+          hdu = next(h for h in hdul if h.header.get('NAXIS', 0) == 2)
+          data = np.asarray(hdu.data, np.float32)
+    except Exception as e:  # pylint: disable=broad-except
+      raise PredictError(f'{name}: corrupt image data '
+                         f'({_first_line(e)})') from e
+    if data.ndim != 2 or not np.isfinite(data).any():
+      raise PredictError(f'{name}: the patch holds no valid pixel')
+    header['SRC_FILE'] = header.get('SRC_FILE', '') or name
+    return data, header, 'patch'
+  try:
+    with warnings.catch_warnings():
+      warnings.simplefilter('ignore')
+      smap = calibrate.load_calibrated(path)
+      pmap = patches.extract_patch(smap)
+  except DataError as e:
+    raise PredictError(str(e)) from e
+  return (np.asarray(pmap.data, np.float32), patches.patch_header(pmap),
+          'full-disk')
+
+
+# --------------------------------------------------------------- generate
+
+def generate(config, variables, aia_patch, samples=0, seed=0):
+  """(mean gauss (H, W) float32, std or None) for an AIA patch in DN/s."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from magjax import evaluate  # pylint: disable=g-import-not-at-top
+  valid = np.isfinite(aia_patch)
+  x = evaluate.normalized_input(aia_patch, valid, config)
+  batch = evaluate.inference_batch_size(config, int(config.crop_size))
+  saturation = float(config.hmi_saturation)
+  if samples:
+    fn = evaluate.make_generator_fn(config, variables, batch,
+                                    rng=jax.random.key(seed))
+    draws = np.stack([evaluate.predict_tiled(fn, x, config)[..., 0]
+                      for _ in range(samples)]).astype(np.float64)
+    mean = draws.mean(axis=0) * saturation
+    std = draws.std(axis=0, ddof=1) * saturation
+    if not np.any(std[valid] > 0):
+      raise PredictError(
+          f'--samples {samples}: the {samples} dropout draws are identical: '
+          f'this generator has no dropout layer (model.dropout '
+          f'{config.model.dropout:g}, num_downs {config.model.num_downs}; '
+          'junyanz U-Nets drop out only at levels 5..num_downs-1)')
+  else:
+    fn = evaluate.make_generator_fn(config, variables, batch)
+    mean = evaluate.predict_tiled(fn, x, config)[..., 0] * saturation
+    std = None
+  mean = np.where(valid, mean, np.nan).astype(np.float32)
+  if std is not None:
+    std = np.where(valid, std, np.nan).astype(np.float32)
+  return mean, std
+
+
+def output_header(in_header, *, model, step, cfg_hash, trained_synthetic,
+                  src_file, samples, tile, overlap, route):
+  """The generated magnetogram's header: the patch WCS + provenance."""
+  from astropy.io import fits  # pylint: disable=g-import-not-at-top
+  from magjax import provenance  # pylint: disable=g-import-not-at-top
+  header = fits.Header()
+  for card in in_header.cards:
+    key = card.keyword
+    if not key or key in _DROP_KEYS or key in header:
+      continue
+    header[key] = (card.value, card.comment)
+  synthetic_input = bool(in_header.get('SYNTHETIC', False))
+  header['BUNIT'] = ('G', 'gauss')
+  header['BTYPE'] = 'LOS magnetic field (generated)'
+  header['TELESCOP'] = ('magjax', 'generated, not observed')
+  header['INSTRUME'] = (f'magjax {model}', 'generator variant')
+  header['CONTENT'] = 'GENERATED LOS MAGNETOGRAM'
+  header['ORIGIN'] = 'magjax'
+  header['DATE'] = (datetime.datetime.now(datetime.timezone.utc).strftime(
+      '%Y-%m-%dT%H:%M:%S'), 'file creation (UTC)')
+  header['MODEL'] = (model, 'generator: pix2pix, cat or rhp attention')
+  header['CKPTSTEP'] = (int(step), 'checkpoint step')
+  header['CFGHASH'] = (cfg_hash, 'sha256[:12] of the checkpoint config JSON')
+  header['TRAINSYN'] = (bool(trained_synthetic),
+                        'model trained on SYNTHETIC data')
+  header['SRC_FILE'] = (os.path.basename(src_file), 'input AIA 304 file')
+  if in_header.get('SRC_FILE') and route == 'patch':
+    header['AIA_SRC'] = (str(in_header['SRC_FILE']),
+                         'full-disk file of the input patch')
+  header['SRC_INST'] = ('SDO/AIA 304', 'input instrument and wavelength')
+  # 9 characters: a HIERARCH card, as data_prep.synthetic writes it.
+  header['HIERARCH SYNTHETIC'] = (synthetic_input, 'input is SYNTHETIC data')
+  header['NSAMPLES'] = (int(samples),
+                        '0: dropout off; N: mean of N MC-dropout draws')
+  header['TILE'] = (int(tile), 'tiled inference: tile side (px)')
+  header['TILEOVLP'] = (int(overlap), 'tiled inference: min overlap (px)')
+  header['MJXVER'] = (provenance.magjax_version(), 'magjax version')
+  for line in str(in_header.get('HISTORY', '')).splitlines():
+    header.add_history(line)
+  header.add_history(
+      f'magjax {provenance.magjax_version()} predict: {model} generator, '
+      f'checkpoint step {step}, config {cfg_hash}, from '
+      f'{os.path.basename(src_file)} ({route})')
+  header.add_history(
+      f'magjax predict: tiled inference, tile {tile} px, overlap {overlap} '
+      'px, cosine blending; output = tanh output x hmi_saturation, in G')
+  if samples:
+    header.add_history(f'magjax predict: mean of {samples} Monte-Carlo '
+                       'dropout draws; HDU STDDEV = sample std (ddof 1)')
+  else:
+    header.add_history('magjax predict: G in eval mode, dropout off')
+  if trained_synthetic:
+    header.add_history('magjax predict: the model was trained on SYNTHETIC '
+                       'data, not SDO observations')
+  if synthetic_input:
+    header.add_history('SYNTHETIC input: not an SDO observation')
+  return header
+
+
+def write_output(path, mean, header, std=None):
+  """Writes the FITS (primary = mean, optional 'STDDEV' HDU) atomically."""
+  from astropy.io import fits  # pylint: disable=g-import-not-at-top
+  hdus = [fits.PrimaryHDU(mean.astype(np.float32), header=header)]
+  if std is not None:
+    std_header = header.copy()
+    std_header['BTYPE'] = 'LOS magnetic field MC-dropout std (generated)'
+    std_header['EXTNAME'] = 'STDDEV'
+    hdus.append(fits.ImageHDU(std.astype(np.float32), header=std_header,
+                              name='STDDEV'))
+  directory = os.path.dirname(os.path.abspath(path))
+  os.makedirs(directory, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(prefix=f'.{os.path.basename(path)}.',
+                             suffix='.tmp', dir=directory)
+  try:
+    with os.fdopen(fd, 'wb') as f:
+      fits.HDUList(hdus).writeto(f, output_verify='silentfix')
+      f.flush()
+      os.fsync(f.fileno())
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.unlink(tmp)
+    raise
+
+
+# -------------------------------------------------------------------- CLI
+
+def predict(workdir, input_path, output_path, step=None, samples=0,
+            config_path=None, seed=0):
+  """The whole command; returns a one-line summary. Raises PredictError."""
+  from magjax import evaluate, provenance  # pylint: disable=g-import-not-at-top
+  if samples == 1 or samples < 0:
+    raise PredictError(f'--samples {samples}: need 0 (deterministic) or at '
+                       'least 2 dropout draws for a standard deviation')
+  if os.path.abspath(output_path) == os.path.abspath(input_path):
+    raise PredictError(f'{output_path}: output would overwrite the input')
+  try:
+    saved_config, ckpt_step = provenance.checkpoint_config(workdir, step)
+  except (FileNotFoundError, ValueError) as e:
+    raise PredictError(_first_line(e)) from e
+  if config_path:
+    try:
+      config = provenance.load_config_file(config_path)
+    except (FileNotFoundError, ValueError) as e:
+      raise PredictError(_first_line(e)) from e
+  else:
+    config = saved_config
+  aia, in_header, route = load_input_patch(input_path)
+  try:
+    variables, ckpt_step, _ = evaluate.restore_generator(config, workdir,
+                                                         ckpt_step)
+  except evaluate.EvalError as e:
+    raise PredictError(str(e)) from e
+  mean, std = generate(config, variables, aia, samples, seed)
+  header = output_header(
+      in_header, model=str(config.model.name), step=ckpt_step,
+      cfg_hash=provenance.config_hash(config),
+      trained_synthetic=provenance.trained_on_synthetic(saved_config),
+      src_file=input_path, samples=samples, tile=int(config.crop_size),
+      overlap=evaluate.tile_overlap(config), route=route)
+  try:
+    write_output(output_path, mean, header, std)
+  except OSError as e:
+    raise PredictError(f'{output_path}: cannot write '
+                       f'({e.strerror or e})') from e
+  valid = np.isfinite(mean)
+  return (f'wrote {output_path} ({mean.shape[0]}x{mean.shape[1]}, '
+          f'{100 * valid.mean():.1f}% valid, {config.model.name} step '
+          f'{ckpt_step}{", SYNTHETIC-trained" if header["TRAINSYN"] else ""}'
+          f'{f", mean+std of {samples} dropout draws" if samples else ""})')
+
+
+def parse_args(argv):
+  parser = argparse.ArgumentParser(
+      prog='python -m magjax.predict',
+      description='AIA 304 A FITS (full disk or prepared patch) -> '
+      'generated HMI-like LOS magnetogram FITS in gauss.')
+  parser.add_argument('--workdir', required=True,
+                      help='training workdir holding checkpoints/')
+  parser.add_argument('--input', required=True,
+                      help='full-disk AIA 304 A FITS, or a patch written by '
+                      '`python -m data_prep.prepare patch`')
+  parser.add_argument('--output', required=True, help='output FITS path')
+  parser.add_argument('--step', type=int, default=None,
+                      help='checkpoint step (default: the latest)')
+  parser.add_argument('--samples', type=int, default=0,
+                      help='N >= 2: mean and STDDEV of N Monte-Carlo dropout '
+                      'draws (default 0: deterministic, dropout off)')
+  parser.add_argument('--seed', type=int, default=0,
+                      help='seed of the dropout draws (with --samples)')
+  parser.add_argument('--config', default=None,
+                      help='config file[:arg] (default: the checkpoint\'s)')
+  return parser.parse_args(argv)
+
+
+def main(argv=None):
+  args = parse_args(sys.argv[1:] if argv is None else argv)
+  try:
+    message = predict(args.workdir, args.input, args.output, args.step,
+                      args.samples, args.config, args.seed)
+  except PredictError as e:
+    print(f'error: {e}', file=sys.stderr)
+    return EXIT_BAD_INPUT
+  print(message)
+  return 0
+
+
+def _first_line(e):
+  lines = [l for l in str(e).splitlines() if l.strip()]
+  return lines[0].strip() if lines else type(e).__name__
+
+
+if __name__ == '__main__':
+  sys.exit(main())
