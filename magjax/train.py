@@ -76,13 +76,14 @@ def make_train_step(config, state_sharding, batch_sharding):
   """jit(train_step) with the state donated and explicit shardings.
 
   steps.train_step returns its input state unchanged after a non-finite
-  loss; under nan_policy 'skip' the step still advances (the next batch).
+  loss; the step still advances: it counts batches consumed (the data
+  position), so under nan_policy 'skip' the next step takes the next batch.
   """
   def step_fn(state, batch):
     new_state, metrics = steps.train_step(state, batch, config)
-    if config.nan_policy == 'skip':
-      new_state = new_state.replace(step=state.step + 1)
-    return new_state, metrics
+    # Under 'stop' the loop discards the state anyway; advancing in both
+    # policies keeps one compiled step for both.
+    return new_state.replace(step=state.step + 1), metrics
   return jax.jit(step_fn, donate_argnums=0,
                  in_shardings=(state_sharding, batch_sharding),
                  out_shardings=(state_sharding, state_sharding))
@@ -122,6 +123,13 @@ def train_and_evaluate(config, workdir, source=None):
     except (ValueError, FileNotFoundError) as e:
       raise UsageError(str(e)) from e
   config = _resolve(config, source)
+  # Installed before the (long) compile, so an early SIGTERM is not lost.
+  with StopRequest() as stop:
+    return _train(config, workdir, source, stop)
+
+
+def _train(config, workdir, source, stop):
+  """The loop of train_and_evaluate, `config` resolved."""
   total = config.num_train_steps
   stop_at = (min(total, config.stop_after_steps) if config.stop_after_steps
              else total)
@@ -161,46 +169,45 @@ def train_and_evaluate(config, workdir, source=None):
       input_pipeline.batches(source, config, start, stop_at, batch_sharding),
       config.prefetch)
   try:
-    with StopRequest() as stop:
-      for step, batch in data:
-        state, metrics = train_step(state, batch)
-        metrics = jax.device_get(metrics)  # one host sync per step
-        done = step + 1
-        if not metrics['finite']:
-          if config.nan_policy == 'stop':
-            raise NonFiniteLossError(
-                f'non-finite loss at step {step}; stopped without saving '
-                f'(last good checkpoint: step {ckpt.latest_step()} in '
-                f'{checkpoints.directory(workdir)})')
-          skipped += 1
-          logging.warning('non-finite loss at step %d: update skipped', step)
-        pending.append({k: v for k, v in metrics.items() if k != 'finite'})
+    for step, batch in data:
+      state, metrics = train_step(state, batch)
+      metrics = jax.device_get(metrics)  # one host sync per step
+      done = step + 1
+      if not metrics['finite']:
+        if config.nan_policy == 'stop':
+          raise NonFiniteLossError(
+              f'non-finite loss at step {step}; stopped without saving '
+              f'(last good checkpoint: step {ckpt.latest_step()} in '
+              f'{checkpoints.directory(workdir)})')
+        skipped += 1
+        logging.warning('non-finite loss at step %d: update skipped', step)
+      pending.append({k: v for k, v in metrics.items() if k != 'finite'})
 
-        if done % config.log_every_steps == 0 or done == stop_at:
-          scalars = {k: float(np.mean([m[k] for m in pending]))
-                     for k in pending[0]}
-          scalars['steps_per_sec'] = progress.update(done, scalars)
-          scalars['skipped_steps'] = skipped
-          writer.scalars(done, scalars)
-          pending = []
-        if done % config.sample_every_steps == 0 or done == stop_at:
-          generated = jax.device_get(sample_fn(state, batch['aia']))
-          writer.images(done, {'samples/aia_true_generated': tb.sample_strip(
-              jax.device_get(batch['aia']), jax.device_get(batch['hmi']),
-              generated)})
-        reason = None
-        if stop.signal_name:
-          reason = f'received {stop.signal_name}'
-        elif deadline is not None and time.monotonic() > deadline:
-          reason = f'max_train_seconds={config.max_train_seconds:g} reached'
-        if (done % config.checkpoint_every_steps == 0 or done == stop_at
-            or reason):
-          saved_step = ckpt.save(state, config)
-        if reason:
-          ckpt.wait()
-          _print(f'{reason}: checkpoint saved at step {saved_step}; '
-                 'rerun the same command to resume')
-          break
+      if done % config.log_every_steps == 0 or done == stop_at:
+        scalars = {k: float(np.mean([m[k] for m in pending]))
+                   for k in pending[0]}
+        scalars['steps_per_sec'] = progress.update(done, scalars)
+        scalars['skipped_steps'] = skipped
+        writer.scalars(done, scalars)
+        pending = []
+      if done % config.sample_every_steps == 0 or done == stop_at:
+        generated = jax.device_get(sample_fn(state, batch['aia']))
+        writer.images(done, {'samples/aia_true_generated': tb.sample_strip(
+            jax.device_get(batch['aia']), jax.device_get(batch['hmi']),
+            generated)})
+      reason = None
+      if stop.signal_name:
+        reason = f'received {stop.signal_name}'
+      elif deadline is not None and time.monotonic() > deadline:
+        reason = f'max_train_seconds={config.max_train_seconds:g} reached'
+      if (done % config.checkpoint_every_steps == 0 or done == stop_at
+          or reason):
+        saved_step = ckpt.save(state, config)
+      if reason:
+        ckpt.wait()
+        _print(f'{reason}: checkpoint saved at step {saved_step}; '
+               'rerun the same command to resume')
+        break
   finally:
     data.close()
     writer.close()

@@ -4,12 +4,14 @@ in-memory source through magjax.train.run and exits with its code.
   python tests/train_child.py WORKDIR '{"variant": "rhp", "nan_at": null,
       "overrides": {"num_train_steps": 4}, "dump": "final.npz"}'
 
-With "dump", the latest checkpoint is restored afterwards and every leaf of
+With "slow": S, every example read takes S seconds (a slow disk), so that
+a test can signal a run of a few steps while it trains. With "dump", the latest checkpoint is restored afterwards and every leaf of
 the TrainState is written to that .npz (keys: pytree paths).
 """
 
 import json
 import sys
+import time
 
 import jax
 import numpy as np
@@ -29,6 +31,20 @@ def _leaves(state):
   return out
 
 
+class _Slow:
+  """A source whose reads take `delay` seconds."""
+
+  def __init__(self, source, delay):
+    self._source, self._delay = source, delay
+
+  def __len__(self):
+    return len(self._source)
+
+  def __getitem__(self, index):
+    time.sleep(self._delay)
+    return self._source[index]
+
+
 def main(workdir, spec):
   spec = json.loads(spec)
   config = train_helpers.load_config(spec.get('variant', 'rhp'), 'tiny')
@@ -39,6 +55,8 @@ def main(workdir, spec):
       node = node[name]
     node[leaf] = value
   source = train_helpers.memory_source(nan_at=spec.get('nan_at'))
+  if spec.get('slow'):
+    source = _Slow(source, spec['slow'])
   code = train.run(config, workdir, source)
   if code == 0 and spec.get('dump'):
     ckpt = checkpoints.Checkpointer(workdir, read_only=True)

@@ -1,0 +1,180 @@
+"""magjax.train end to end on :tiny configs, each run in a child process.
+
+Children (tests/train_child.py) share a persistent compilation cache and a
+cheap XLA optimisation level so that runs after the first compile in
+seconds; every child is killed if a test fails while it runs.
+"""
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+import train_helpers
+
+from magjax import checkpoints
+from magjax import input_pipeline
+
+CHILD = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                     'train_child.py')
+FAST_XLA = ('--xla_backend_optimization_level=0 '
+            '--xla_llvm_disable_expensive_passes=true')
+STEPS = 4
+
+
+@pytest.fixture(scope='module', name='env')
+def _env(tmp_path_factory):
+  env = dict(os.environ)
+  env.update({
+      'JAX_PLATFORMS': 'cpu',
+      'XLA_FLAGS': FAST_XLA,
+      'JAX_COMPILATION_CACHE_DIR': str(tmp_path_factory.mktemp('jax_cache')),
+      'JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS': '0',
+      'JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES': '0',
+      'PYTHONUNBUFFERED': '1',
+  })
+  return env
+
+
+@contextlib.contextmanager
+def _child(workdir, spec, env, devices=1):
+  """A running train_child.py; killed on the way out if still alive."""
+  env = dict(env)
+  if devices > 1:
+    env['XLA_FLAGS'] += f' --xla_force_host_platform_device_count={devices}'
+  proc = subprocess.Popen(
+      [sys.executable, CHILD, str(workdir), json.dumps(spec)],
+      env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  try:
+    yield proc
+  finally:
+    if proc.poll() is None:
+      proc.kill()
+    proc.wait()
+
+
+def _finish(proc, timeout=240):
+  out, err = proc.communicate(timeout=timeout)
+  return proc.returncode, out, err
+
+
+def _load(path):
+  with np.load(path) as data:
+    return {k: data[k] for k in data.files}
+
+
+@pytest.fixture(scope='module', name='straight')
+def _straight(tmp_path_factory, env):
+  """STEPS steps on 1 device and on 2 devices, run side by side."""
+  root = tmp_path_factory.mktemp('straight')
+  spec = {'overrides': {'num_train_steps': STEPS}}
+  with _child(root / 'one', dict(spec, dump=str(root / 'one.npz')),
+              env) as one, \
+       _child(root / 'two', dict(spec, dump=str(root / 'two.npz')), env,
+              devices=2) as two:
+    results = [_finish(one), _finish(two)]
+  for code, out, err in results:
+    assert code == 0, err[-2000:]
+    assert f'done: step {STEPS}/{STEPS}' in out
+  return _load(root / 'one.npz'), _load(root / 'two.npz'), results
+
+
+def test_two_devices_give_the_one_device_result(straight):
+  one, two, _ = straight
+  assert one.keys() == two.keys()
+  assert int(one['.step']) == STEPS
+  for key in one:
+    np.testing.assert_allclose(two[key], one[key], rtol=1e-4, atol=1e-5,
+                               err_msg=key)
+
+
+def test_stop_and_resume_equals_the_straight_run(straight, tmp_path, env):
+  one, _, _ = straight
+  spec = {'overrides': {'num_train_steps': STEPS,
+                        'stop_after_steps': STEPS // 2}}
+  with _child(tmp_path, spec, env) as proc:
+    code, out, err = _finish(proc)
+  assert code == 0, err[-2000:]
+  assert f'checkpoint saved at step {STEPS // 2}/{STEPS}' in out
+  spec = {'overrides': {'num_train_steps': STEPS},
+          'dump': str(tmp_path / 'resumed.npz')}
+  with _child(tmp_path, spec, env) as proc:
+    code, out, err = _finish(proc)
+  assert code == 0, err[-2000:]
+  assert f'resumed from step {STEPS // 2}' in out
+  resumed = _load(tmp_path / 'resumed.npz')
+  assert resumed.keys() == one.keys()
+  # parameter for parameter: networks, batch stats, Adam moments and counts
+  # (hence the lr schedule), step and RNG
+  for key in one:
+    np.testing.assert_array_equal(resumed[key], one[key], err_msg=key)
+
+
+def _step_of_first_use(config, num_examples=3):
+  """(example, step): the example first used latest, and that step."""
+  sampler = input_pipeline.BatchSampler(num_examples, (40, 48),
+                                        config.batch_size, config.crop_size,
+                                        config.seed)
+  first = {}
+  for step in range(num_examples):
+    for index, _, _ in sampler.rows(step):
+      first.setdefault(index, step)
+  return max(first.items(), key=lambda item: item[1])
+
+
+def test_nan_stops_naming_the_step_and_keeps_the_last_checkpoint(tmp_path,
+                                                                 env):
+  config = train_helpers.load_config('rhp', 'tiny')
+  example, bad_step = _step_of_first_use(config)
+  assert bad_step >= 1
+  spec = {'nan_at': example,
+          'overrides': {'num_train_steps': STEPS, 'checkpoint_every_steps': 1}}
+  with _child(tmp_path, spec, env) as proc:
+    code, out, err = _finish(proc)
+  assert code == 1, out + err
+  assert f'error: non-finite loss at step {bad_step};' in err
+  assert 'Traceback' not in err
+  config.num_train_steps = STEPS
+  ckpt = checkpoints.Checkpointer(tmp_path, read_only=True)
+  assert ckpt.latest_step() == bad_step
+  state, meta = ckpt.restore(checkpoints.abstract_train_state(config))
+  assert meta['data_position'] == bad_step
+  assert all(np.isfinite(x).all() for x in jax.tree.leaves(state.g_params))
+
+
+def test_nan_skip_policy_skips_and_finishes(tmp_path, env):
+  config = train_helpers.load_config('rhp', 'tiny')
+  example, _ = _step_of_first_use(config)
+  spec = {'nan_at': example, 'dump': str(tmp_path / 'final.npz'),
+          'overrides': {'num_train_steps': STEPS, 'nan_policy': 'skip'}}
+  with _child(tmp_path, spec, env) as proc:
+    code, out, err = _finish(proc)
+  assert code == 0, err[-2000:]
+  final = _load(tmp_path / 'final.npz')
+  assert int(final['.step']) == STEPS
+  for key, value in final.items():
+    assert np.isfinite(value).all(), key
+
+
+def test_sigterm_saves_at_the_next_step_and_exits_cleanly(tmp_path, env):
+  # Same graph as the other runs (cache hit); reads of 0.5 s per example
+  # leave time to signal the run while it trains.
+  spec = {'slow': 0.5, 'overrides': {'num_train_steps': STEPS,
+                                     'log_every_steps': 1}}
+  with _child(tmp_path, spec, env) as proc:
+    for line in proc.stdout:  # wait until training runs
+      if line.startswith('step 1/'):
+        break
+    proc.send_signal(signal.SIGTERM)
+    code, out, err = _finish(proc)
+  assert code == 0, err[-2000:]
+  assert 'received SIGTERM: checkpoint saved at step ' in out
+  saved = int(out.split('checkpoint saved at step ')[1].split(';')[0])
+  assert 1 <= saved < STEPS
+  assert checkpoints.Checkpointer(tmp_path,
+                                  read_only=True).latest_step() == saved
