@@ -189,8 +189,12 @@ def comparison_figure(path, aia, hmi, preds, *, mask=None, header=None,
                     family='monospace', fontsize=8.5)
   for ax in axes[:, :].ravel():
     if ax.axison:
-      ax.set_xticks([-40, -20, 0, 20, 40])
-      ax.set_yticks([-30, 0, 30])
+      ax.set_xticks([t for t in (-40, -20, 0, 20, 40)
+                     if extent[0] <= t <= extent[1]] or [0])
+      ax.set_yticks([t for t in (-30, 0, 30)
+                     if extent[2] <= t <= extent[3]] or [0])
+      ax.set_xlim(extent[0], extent[1])
+      ax.set_ylim(extent[2], extent[3])
       ax.tick_params(labelsize=8)
   for ax in axes[1, 2:]:
     ax.set_xlabel('Stonyhurst lon (deg)')
