@@ -220,3 +220,37 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
   err = capsys.readouterr().err
   assert err.startswith('error: ') and 'mixes SYNTHETIC and real' in err
   assert err.count('\n') == 1
+
+
+# --- storage budget on realistic full-size patches --------------------------
+
+@pytest.mark.parametrize('size', [1024, pytest.param(4096,
+                                                      marks=pytest.mark.slow)])
+def test_bytes_per_pair_within_budget(tmp_path, capsys, size):
+  """Full (800, 900) patches from a SYNTHETIC full-disk pair (1024^2 as in
+  `make data`; 4096^2 as SDO), through the real `prepare build`.  One
+  example per file, so array_record's block rounding is counted in full."""
+  import argparse
+
+  from data_prep import build as prep_build
+  from data_prep.synthesize import synthesize_pair
+
+  raw, patches = tmp_path / 'raw', tmp_path / 'patches'
+  synthesize_pair('2012-02-02T00:00:00', size, 1, str(raw), bad_fraction=0)
+  assert prep_build.run(argparse.Namespace(
+      raw=str(raw), out=str(patches), workers=1, tolerance=60.0,
+      splits=None)) == 0
+  builder = sdo_build.build(str(patches), str(tmp_path / 'tfds'))
+  n = sum(s.num_examples for s in builder.info.splits.values())
+  per_pair = sdo_build.dataset_bytes(builder) / n
+  print(f'{size}^2 source: {per_pair / 1e6:.3f} MB per pair')
+  assert per_pair <= 2e6
+  ds = tfds.data_source('sdo_ar', data_dir=str(tmp_path / 'tfds'))
+  ex = ds['train'][0]
+  hmi = fits.getdata(patches / 'train' / f'{ex["pair_id"].decode()}_hmi.fits')
+  aia = fits.getdata(patches / 'train' / f'{ex["pair_id"].decode()}_aia.fits')
+  mask = ex['mask'][..., 0]
+  assert mask.mean() > 0.9  # the patch lies on the disk
+  assert np.max(np.abs(ex['hmi'][..., 0] - hmi)[mask]) <= 0.05 + 1e-4
+  assert np.max(np.abs(ex['aia'][..., 0] - aia)[mask]
+                / np.abs(aia)[mask]) <= 2.0**-9
