@@ -11,7 +11,13 @@ JSOC exports them (empty primary HDU, RICE image in HDU 1): AIA int16 DN,
 HMI int32 with BSCALE 0.1 and BLANK off the disk. Every header says
 SYNTHETIC. The same seed and size give byte-identical files, and a
 timestamp's content does not depend on --start/--every. Files are written
-atomically; a re-run skips pairs whose two files exist.
+atomically; a re-run skips pairs whose two files exist. A reproducible
+fraction (--bad-fraction, default 2 %) of HMI frames has QUALITY != 0.
+
+Observer keywords: AIA carries HGLN_OBS/HGLT_OBS and CRLN_OBS/CRLT_OBS; HMI
+only CRLN_OBS/CRLT_OBS/DSUN_OBS (as some real HMI files), from which sunpy
+derives the same observer (CRLN computed with sunpy's own Carrington frame,
+so unlike real files there is no ~0.07 deg ephemeris disagreement).
 
 Python API for tests: ``synthesize_pair(time, size, seed, out_dir)``.
 """
@@ -221,8 +227,11 @@ def main(argv=None):
     Path(args.out).mkdir(parents=True, exist_ok=True)
     if not os.access(args.out, os.W_OK):
       raise ValueError(f'--out {args.out} is not writable')
-  except (ValueError, OSError) as exc:
+  except ValueError as exc:
     print(f'error: {exc}', file=sys.stderr)
+    return 2
+  except OSError as exc:
+    print(f'error: --out {args.out}: {exc.strerror or exc}', file=sys.stderr)
     return 2
   todo = [w for w in times
           if not all(p.exists() for p in pair_paths(args.out, w))]
