@@ -8,7 +8,7 @@ Exit codes: 0 done or stopped cleanly (SIGTERM/SIGINT, max_train_seconds),
 1 non-finite loss, 2 bad flags, config or data.
 """
 
-import re
+import ast
 import sys
 
 from absl import app
@@ -39,13 +39,29 @@ def parse_flags(argv):
   except flags.Error as e:
     message = _one_line(str(e))
   except (AttributeError, KeyError) as e:
-    name = re.findall(r"'([^'\"]+)'", str(e))
-    message = (f'unknown config field {name[-1] if name else str(e)!r} in a '
-               '--config.* override')
+    message = _unknown_field(e)
   except (OSError, ValueError, TypeError) as e:
     message = _one_line(str(e))
   print(f'error: {message}', file=sys.stderr)
   sys.exit(2)
+
+
+def _unknown_field(error):
+  """'unknown config field ...' from config_flags' (nested-quoted) KeyError."""
+  text = str(error)
+  for _ in range(3):  # KeyError reprs nest quotes: "'\\'ngff\\'...'"
+    if text[:1] not in ('"', "'"):
+      break
+    try:
+      text = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+      break
+  lines = [line.strip() for line in text.splitlines() if line.strip()]
+  name = lines[0].strip('\'"') if lines else text
+  hint = f' ({lines[1]})' if len(lines) > 1 else ''
+  if ' ' in name:  # a message, not a field name
+    return f'bad --config.* override: {name}'
+  return f'unknown config field {name!r} in a --config.* override{hint}'
 
 
 def _one_line(text):

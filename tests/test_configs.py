@@ -1,0 +1,113 @@
+"""configs/*.py, config_utils and the train.py flags (overrides, errors)."""
+
+import os
+import subprocess
+import sys
+
+from absl import flags
+from ml_collections import config_flags
+import pytest
+import train_helpers
+
+from magjax import config_utils
+
+
+@pytest.mark.parametrize('variant', ['pix2pix', 'cat', 'rhp'])
+def test_variants_set_the_model_and_keep_the_paper_settings(variant):
+  config = train_helpers.load_config(variant, None)
+  assert config.model.name == variant
+  assert (config.crop_size, config.batch_size, config.num_epochs) == (512, 32,
+                                                                      200)
+  assert config.num_train_steps == -1
+  assert (config.model.ngf, config.model.num_downs) == (64, 8)
+
+
+def test_cpu_and_tiny_strings_shrink_the_run():
+  cpu = train_helpers.load_config('rhp', 'cpu')
+  tiny = train_helpers.load_config('cat', 'tiny')
+  assert cpu.model.name == 'rhp' and tiny.model.name == 'cat'
+  assert cpu.crop_size < 512 and cpu.num_train_steps > 0
+  assert (tiny.crop_size, tiny.model.ngf, tiny.model.ndf,
+          tiny.model.num_downs, tiny.batch_size) == (32, 8, 8, 5, 2)
+  for config in (cpu, tiny):
+    config_utils.validate(config, (800, 900), num_devices=1, num_processes=1)
+
+
+def test_unknown_config_string_is_an_error():
+  with pytest.raises(ValueError, match="unknown config string 'foo'"):
+    train_helpers.load_config('rhp', 'foo')
+
+
+def test_num_train_steps_is_derived_from_epochs_when_minus_one():
+  config = train_helpers.load_config('rhp', None)
+  assert config_utils.num_train_steps(config, 1000) == 200 * (1000 // 32)
+  config.num_train_steps = 17
+  assert config_utils.num_train_steps(config, 1000) == 17
+  config.num_train_steps = -1
+  with pytest.raises(ValueError, match='exceeds the 10 training examples'):
+    config_utils.num_train_steps(config, 10)
+  config.num_train_steps = 0
+  with pytest.raises(ValueError, match='num_train_steps'):
+    config_utils.num_train_steps(config, 1000)
+
+
+@pytest.mark.parametrize('change, message', [
+    ({'crop_size': 1024}, 'does not fit'),
+    ({'crop_size': 500}, 'not divisible by 2\\*\\*num_downs'),
+    ({'batch_size': 3}, 'multiple of the 2 devices'),
+    ({'nan_policy': 'ignore'}, 'nan_policy'),
+    ({'log_every_steps': 0}, 'log_every_steps'),
+])
+def test_validate_rejects_unusable_configs(change, message):
+  config = train_helpers.load_config('rhp', None)
+  config.update(change)
+  with pytest.raises(ValueError, match=message):
+    config_utils.validate(config, (800, 900), num_devices=2, num_processes=1)
+
+
+def _parse(*overrides, variant='rhp.py:cpu'):
+  path = os.path.join(train_helpers.ROOT, 'configs', variant)
+  argv = ['prog', f'--config={path}', *overrides]
+  values = flags.FlagValues()
+  config_flags.DEFINE_config_file('config', None, 'test', flag_values=values,
+                                  lock_config=True, sys_argv=argv)
+  values(argv)
+  return values.config
+
+
+def test_overrides_parse_numbers_and_booleans():
+  config = _parse('--config.batch_size=8', '--config.model.ngf=16',
+                  '--config.model.bn_unbiased_running_var=False',
+                  '--config.half_precision=True')
+  assert config.batch_size == 8 and config.model.ngf == 16
+  assert config.model.bn_unbiased_running_var is False
+  assert config.half_precision is True
+  assert config.model.name == 'rhp' and config.crop_size == 128
+
+
+def _train_py(*args, tmp_path):
+  return subprocess.run(
+      [sys.executable, os.path.join(train_helpers.ROOT, 'train.py'),
+       f'--workdir={tmp_path}', *args],
+      cwd=train_helpers.ROOT, capture_output=True, text=True, timeout=120,
+      env=dict(os.environ, JAX_PLATFORMS='cpu'), check=False)
+
+
+@pytest.mark.parametrize('args, message', [
+    (['--config=configs/rhp.py:tiny', '--config.no_such=1'],
+     "error: unknown config field 'no_such'"),
+    (['--config=configs/rhp.py:tiny', '--config.model.ngff=1'],
+     "error: unknown config field 'ngff'"),
+    (['--config=configs/rhp.py:foo'], "unknown config string 'foo'"),
+    (['--config=configs/nope.py'], 'No such file'),
+    (['--config=configs/rhp.py:tiny', '--config.batch_size=x'],
+     'error: flag --config.batch_size=x'),
+    (['--config=configs/rhp.py:tiny', '--config.data_dir=/nonexistent'],
+     "error: no sdo_ar data set under '/nonexistent'"),
+])
+def test_cli_errors_are_one_line_with_exit_code_2(args, message, tmp_path):
+  result = _train_py(*args, tmp_path=tmp_path)
+  assert result.returncode == 2, result.stderr
+  errors = [l for l in result.stderr.splitlines() if l.startswith('error:')]
+  assert len(errors) == 1 and message in errors[0], result.stderr
+  assert 'Traceback' not in result.stderr
