@@ -72,6 +72,7 @@ AIA_DEGRADATION_PER_YEAR = 0.15  # slow loss of 304 sensitivity
 AIA_SATURATION_DN = 16383
 SDO_ORBIT_KM = 42164.0  # geosynchronous orbit radius
 SDO_INCLINATION_DEG = 28.5
+SIDEREAL_DAY_DAYS = 0.99726958  # SDO's orbital period
 
 
 # ----------------------------------------------------------------- clock
@@ -114,7 +115,7 @@ def observer_at(t):
   t = Time(t)
   earth = get_earth(t)
   d_earth = earth.radius.to_value(u.m)
-  phase = 2 * math.pi * (model_days(t) / 0.99726958 % 1.0)
+  phase = 2 * math.pi * (model_days(t) / SIDEREAL_DAY_DAYS % 1.0)
   r = SDO_ORBIT_KM * 1e3
   west = r * math.cos(phase)
   north = r * math.sin(phase) * math.sin(math.radians(SDO_INCLINATION_DEG))
@@ -261,12 +262,9 @@ def peak_for_flux(flux_mx, sigma_deg):
 def region_kernels(region, days):
   """Flux concentrations of one region at `days` (Br in gauss)."""
   amp = region.amplitude(days)
-  lon = []
-  lat = []
-  sig = []
-  peak = []
   if amp <= 0:
     return Kernels.concat([])
+  rows = []  # (lon, lat, sigma, peak) of each concentration
   age = days - region.t_emerge
   spread = math.sqrt(1.0 + max(0.0, age - region.tau_grow) / region.tau_decay)
   rng = np.random.default_rng(region.seed)
@@ -282,14 +280,12 @@ def region_kernels(region, days):
           -max(0.0, age - region.tau_grow) / (0.5 * region.tau_decay))
     frag_frac = 0.25
     plage_flux = lobe_flux * (1 - spot_frac - frag_frac)
-    lon.append(lo); lat.append(la); sig.append(width)
-    peak.append(sign * peak_for_flux(plage_flux, width))
+    rows.append((lo, la, width, sign * peak_for_flux(plage_flux, width)))
     if spot_frac > 0:
       b_umbra = rng.uniform(1800.0, 3000.0)
       s_umbra = math.degrees(math.sqrt(
           lobe_flux * spot_frac / (2 * math.pi * b_umbra)) / RSUN_CM)
-      lon.append(lo); lat.append(la); sig.append(s_umbra)
-      peak.append(sign * b_umbra)
+      rows.append((lo, la, s_umbra, sign * b_umbra))
     n_frag = 12
     offs = rng.normal(0.0, 1.2 * width, size=(n_frag, 2))
     polarity = np.where(rng.random(n_frag) < 0.85, sign, -sign)
@@ -297,11 +293,10 @@ def region_kernels(region, days):
     fsig = rng.uniform(0.2, 0.5, n_frag) * math.sqrt(spread)
     coslat = math.cos(math.radians(la))
     for j in range(n_frag):
-      lon.append(lo + offs[j, 0] / coslat); lat.append(la + offs[j, 1])
-      sig.append(fsig[j])
-      peak.append(polarity[j] * peak_for_flux(weights[j], fsig[j]))
-  return Kernels(np.array(lon) % 360.0, np.clip(np.array(lat), -89.9, 89.9),
-                 np.array(sig), np.array(peak))
+      rows.append((lo + offs[j, 0] / coslat, la + offs[j, 1], fsig[j],
+                   polarity[j] * peak_for_flux(weights[j], fsig[j])))
+  lon, lat, sig, peak = (np.array(c, dtype=np.float64) for c in zip(*rows))
+  return Kernels(lon % 360.0, np.clip(lat, -89.9, 89.9), sig, peak)
 
 
 @functools.lru_cache(maxsize=64)

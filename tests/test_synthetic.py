@@ -11,7 +11,7 @@ from astropy.coordinates import SkyCoord
 from astropy.io import fits
 from astropy.time import Time
 from scipy import stats
-from sunpy.coordinates import HeliographicStonyhurst, Helioprojective
+from sunpy.coordinates import HeliographicStonyhurst
 from sunpy.map.sources import AIAMap, HMIMap
 
 from data_prep import synthesize, synthetic
