@@ -16,7 +16,8 @@ exception), ``aia``/``hmi`` (absolute source paths), ``t_aia``/``t_hmi``
 (UTC ISO), ``dt`` (t_hmi - t_aia, s), ``exposure`` (AIA exposure, s),
 ``split``, ``synthetic``, ``aia_patch``/``hmi_patch`` (paths relative to OUT).
 Files without a partner get a line with ``status`` 'unpaired', no
-``pair_id``, and their own path and reason.
+``pair_id``, and their own path and reason; so does (status 'skipped') a
+second AIA file of the same second as another, whose pair id is taken.
 
 Resume: a restarted run skips a pair whose latest record has the same
 sources and split and is either 'ok' with both patch files present or
@@ -73,13 +74,15 @@ def run(args: argparse.Namespace) -> int:
     return _fail(f'--tolerance must be >= 0, got {args.tolerance}')
   if not os.path.isdir(args.raw):
     return _fail(f'raw directory not found: {args.raw}')
-  os.makedirs(args.out, exist_ok=True)
-  remove_stale_tmp(args.out)
   manifest_path = os.path.join(args.out, manifest_lib.MANIFEST_NAME)
   try:
+    os.makedirs(args.out, exist_ok=True)
+    remove_stale_tmp(args.out)
     previous = manifest_lib.read_manifest(manifest_path)
-  except ValueError as e:
-    return _fail(str(e))
+    # Opened before the long scan so an unwritable OUT fails at once.
+    writer = manifest_lib.ManifestWriter(manifest_path)
+  except (OSError, ValueError) as e:
+    return _fail(_one_line(str(e)))
 
   observations, unreadable = pairing.scan(os.path.abspath(args.raw))
   pairs, unmatched = pairing.pair_observations(observations, args.tolerance)
@@ -89,15 +92,13 @@ def run(args: argparse.Namespace) -> int:
         f'{reused} already done, {len(tasks)} to process '
         f'with {args.workers} worker(s)', flush=True)
 
-  with manifest_lib.ManifestWriter(manifest_path) as writer:
-    known_unpaired = {(r.get('aia') or r.get('hmi'), r.get('reason'))
-                      for r in previous if r.get('status') == 'unpaired'}
-    for u in unpaired:
-      record = unpaired_record(u)
-      if (u.path, record['reason']) not in known_unpaired:
+  with writer:
+    # Lines without a pair id (unpaired files, duplicates) are re-derived on
+    # every run: append only those not already in the manifest.
+    logged = {_line_key(r) for r in previous if not r.get('pair_id')}
+    for record in [unpaired_record(u) for u in unpaired] + resolved:
+      if record.get('pair_id') or _line_key(record) not in logged:
         writer.append(record)
-    for record in resolved:
-      writer.append(record)
     start = time.monotonic()
     for k, record in enumerate(run_tasks(tasks, args.workers), start=1):
       writer.append(record)
@@ -129,22 +130,27 @@ def plan(pairs: Iterable[pairing.Pair], splits, out_dir: str,
   """Splits the pairs into work to do, records decided now, and done ones.
 
   Returns ``(tasks, resolved, reused)``: ``tasks`` for :func:`process_pair`,
-  ``resolved`` records that need no work (no split, duplicate pair id), and
-  the number of pairs skipped because the manifest already settles them.
+  ``resolved`` records that need no work (no split; a second AIA file of
+  the same second, recorded without a pair id so that it cannot shadow the
+  first), and the number of pairs the manifest already settles.
   """
   done = manifest_lib.latest_by_pair(previous)
-  tasks, resolved, reused, seen = [], [], 0, set()
+  tasks, resolved, reused, first_aia = [], [], 0, {}
   for pair in pairs:
     record = base_record(pair)
+    pair_id = record['pair_id']
     split = splits_lib.assign_split(pair.aia.time, splits)
     record['split'] = split
+    if pair_id in first_aia:
+      record.update(pair_id=None, status='skipped', error='DuplicatePairId',
+                    reason=f'pair id {pair_id} already taken by '
+                    f'{first_aia[pair_id]}')
+      resolved.append(record)
+      continue
+    first_aia[pair_id] = pair.aia.path
     if split is None:
       record.update(status='skipped', error='NoSplit',
                     reason=f'date {record["t_aia"][:10]} is in no split')
-    elif record['pair_id'] in seen:
-      record.update(status='skipped', error='DuplicatePairId',
-                    reason='another AIA file has the same second')
-    seen.add(record['pair_id'])
     if _settled(done.get(record['pair_id']), record, out_dir):
       reused += 1
       continue
@@ -263,6 +269,10 @@ def summary(records: Iterable[dict[str, Any]], n_unpaired: int) -> str:
   parts = [f'{split}: {c["ok"]} ok, {c["skipped"]} skipped'
            for split, c in sorted(counts.items())]
   return 'summary: ' + '; '.join(parts + [f'unpaired files: {n_unpaired}'])
+
+
+def _line_key(record: dict[str, Any]) -> tuple:
+  return tuple(record.get(k) for k in ('status', 'aia', 'hmi', 'reason'))
 
 
 def _one_line(text: str) -> str:

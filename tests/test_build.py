@@ -179,6 +179,35 @@ def test_torn_manifest_line_is_ignored_and_repaired(world):
   assert all(json.loads(line) for line in text.splitlines())
 
 
+def test_second_aia_of_the_same_second_cannot_shadow_the_first(
+    world, monkeypatch):
+  obs = [_obs('aia', '/r/aia/a1.fits', _at('2012-01-05T00:00:00')),
+         _obs('hmi', '/r/hmi/h1.fits', _at('2012-01-05T00:00:00', -5)),
+         _obs('aia', '/r/aia/a1_copy.fits', _at('2012-01-05T00:00:00', 0.5)),
+         _obs('hmi', '/r/hmi/h1b.fits', _at('2012-01-05T00:00:00', 50))]
+  monkeypatch.setattr(pairing, 'scan', lambda raw_dir: (list(obs), []))
+  for _ in range(2):
+    assert build.run(world.args) == 0
+  lines = manifest.read_manifest(str(world.out / 'manifest.jsonl'))
+  dup = [r for r in lines if r['error'] == 'DuplicatePairId']
+  assert len(dup) == 1 and dup[0]['pair_id'] is None
+  assert dup[0]['aia'] == '/r/aia/a1_copy.fits'
+  assert 'already taken by /r/aia/a1.fits' in dup[0]['reason']
+  latest = _latest(world.out)
+  assert latest['20120105T000000']['status'] == 'ok'
+  assert latest['20120105T000000']['aia'] == '/r/aia/a1.fits'
+  assert world.calls == ['/r/aia/a1.fits', '/r/hmi/h1.fits']  # done once
+
+
+def test_unwritable_out_is_a_one_line_error(world, tmp_path, capsys):
+  blocker = tmp_path / 'file'
+  blocker.write_text('not a directory')
+  world.args.out = str(blocker / 'out')
+  assert build.run(world.args) == 2
+  err = capsys.readouterr().err
+  assert err.startswith('error: ') and err.count('\n') == 1
+
+
 def test_manifest_corruption_inside_is_an_error(tmp_path):
   path = tmp_path / 'manifest.jsonl'
   path.write_text('{"pair_id": "a"}\nnot json\n{"pair_id": "b"}\n')
