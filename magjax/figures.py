@@ -51,9 +51,8 @@ def order_models(names):
 
 def _cmap(name):
   cmap = (sunpy_cm.cmlist[name] if name in sunpy_cm.cmlist
-          else matplotlib.colormaps[name]).copy()
-  cmap.set_bad(BAD_COLOUR)
-  return cmap
+          else matplotlib.colormaps[name])
+  return cmap.with_extremes(bad=BAD_COLOUR)
 
 
 def _aia_norm(aia):
