@@ -353,6 +353,26 @@ def test_emergence_rate_and_activity_belts():
   assert 0.4 < (lats > 0).mean() < 0.6
 
 
+def test_regions_grow_then_decay_over_days_to_weeks():
+  lifetimes = []
+  for r in _year_regions()[::5]:
+    t = r.t_emerge
+    assert r.amplitude(t - 0.5) == 0.0
+    assert 0 < r.amplitude(t + 0.3 * r.tau_grow) < r.amplitude(
+        t + r.tau_grow) == pytest.approx(1.0)
+    assert r.amplitude(t + r.tau_grow + r.tau_decay) == pytest.approx(
+        math.exp(-1))
+    days = np.arange(0.0, synthetic.MAX_LIFE_DAYS, 0.25)
+    amp = np.array([r.amplitude(t + d) for d in days])
+    lifetimes.append(days[amp > 0.1].max() - days[amp > 0.1].min())
+    # the lobes separate while the region grows, the region spreads later
+    early = synthetic.region_kernels(r, t + 0.2 * r.tau_grow)
+    late = synthetic.region_kernels(r, t + r.tau_grow + 2 * r.tau_decay)
+    assert late.sigma.max() > early.sigma.max()
+  assert 1.0 < min(lifetimes) and max(lifetimes) < 110.0
+  assert 7.0 < np.median(lifetimes) < 45.0
+
+
 def test_hale_and_joy_laws_hold_in_rendered_flux():
   grid = synthetic.Grid(0.25)
   hale_ok = joy_ok = n = 0
