@@ -170,10 +170,10 @@ def load_input_patch(path):
       warnings.simplefilter('ignore')
       smap = calibrate.load_calibrated(path)
       pmap = patches.extract_patch(smap)
+      header = patches.patch_header(pmap)
   except DataError as e:
     raise PredictError(str(e)) from e
-  return (np.asarray(pmap.data, np.float32), patches.patch_header(pmap),
-          'full-disk')
+  return np.asarray(pmap.data, np.float32), header, 'full-disk'
 
 
 # --------------------------------------------------------------- generate
@@ -300,12 +300,20 @@ def write_output(path, mean, header, std=None):
 def predict(workdir, input_path, output_path, step=None, samples=0,
             config_path=None, seed=0):
   """The whole command; returns a one-line summary. Raises PredictError."""
-  from magjax import evaluate, provenance  # pylint: disable=g-import-not-at-top
+  from magjax import provenance  # pylint: disable=g-import-not-at-top
   if samples == 1 or samples < 0:
     raise PredictError(f'--samples {samples}: need 0 (deterministic) or at '
                        'least 2 dropout draws for a standard deviation')
   if os.path.abspath(output_path) == os.path.abspath(input_path):
     raise PredictError(f'{output_path}: output would overwrite the input')
+  # Cheap checks first (no JAX / orbax import): checkpoint listing, input
+  # header.
+  try:
+    step = provenance.check_checkpoint(workdir, step)
+  except FileNotFoundError as e:
+    raise PredictError(_first_line(e)) from e
+  check_aia_304(input_path, _raw_header(input_path))
+  from magjax import evaluate  # pylint: disable=g-import-not-at-top
   try:
     saved_config, ckpt_step = provenance.checkpoint_config(workdir, step)
   except (FileNotFoundError, ValueError) as e:

@@ -66,10 +66,16 @@ def config_from_json(data):
   return ml_collections.ConfigDict(data)
 
 
+CHECKPOINT_SUBDIR = 'checkpoints'  # = magjax.checkpoints.SUBDIR (no orbax import)
+
+
 def checkpoint_steps(workdir):
-  """Sorted steps of the complete checkpoints under `<workdir>/checkpoints`."""
-  from magjax import checkpoints  # pylint: disable=g-import-not-at-top
-  directory = checkpoints.directory(workdir)
+  """Sorted steps of the complete checkpoints under `<workdir>/checkpoints`.
+
+  A listing only (no orbax import): a step directory counts when orbax has
+  committed it (commit_success.txt or _CHECKPOINT_METADATA).
+  """
+  directory = os.path.join(os.path.abspath(workdir), CHECKPOINT_SUBDIR)
   if not os.path.isdir(directory):
     return []
   steps = []
@@ -84,6 +90,25 @@ def checkpoint_steps(workdir):
   return sorted(set(steps))
 
 
+def check_checkpoint(workdir, step=None):
+  """The step to use (default: the latest); FileNotFoundError if none.
+
+  Cheap (a directory listing): lets CLIs fail fast before importing JAX.
+  """
+  directory = os.path.join(os.path.abspath(workdir), CHECKPOINT_SUBDIR)
+  if not os.path.isdir(workdir):
+    raise FileNotFoundError(f'no such workdir {workdir!r}')
+  available = checkpoint_steps(workdir)
+  if not available:
+    raise FileNotFoundError(f'no checkpoint in {directory!r}')
+  if step is None:
+    return available[-1]
+  if step not in available:
+    raise FileNotFoundError(f'no checkpoint at step {step} in {directory!r} '
+                            f'(available: {available})')
+  return step
+
+
 def checkpoint_config(workdir, step=None):
   """(config, step): the config saved with checkpoint `step` (default latest).
 
@@ -93,20 +118,9 @@ def checkpoint_config(workdir, step=None):
     FileNotFoundError: no workdir, no checkpoint, or no such step.
     ValueError: the checkpoint holds no config.
   """
+  step = check_checkpoint(workdir, step)
   import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
   from magjax import checkpoints  # pylint: disable=g-import-not-at-top
-  if not os.path.isdir(workdir):
-    raise FileNotFoundError(f'no such workdir {workdir!r}')
-  available = checkpoint_steps(workdir)
-  if not available:
-    raise FileNotFoundError(
-        f'no checkpoint in {checkpoints.directory(workdir)!r}')
-  if step is None:
-    step = available[-1]
-  if step not in available:
-    raise FileNotFoundError(
-        f'no checkpoint at step {step} in {checkpoints.directory(workdir)!r} '
-        f'(available: {available})')
   checkpoints.quiet_orbax()
   logging.set_verbosity(logging.ERROR)  # read-only notices are noise here
   manager = ocp.CheckpointManager(
