@@ -22,23 +22,28 @@ import numpy as np
 def load_source(config, split):
   """The `config.dataset` split as a random-access source.
 
+  config.dataset: 'sdo_ar' (its default builder config, the embedded
+  SYNTHETIC set), 'sdo_ar/synthetic' or 'sdo_ar/real'.
+
   Raises:
     ValueError: an unknown dataset name.
     FileNotFoundError: the data set is not built under config.data_dir.
   """
-  if config.dataset != 'sdo_ar':
-    raise ValueError(f"unknown dataset {config.dataset!r} (expected 'sdo_ar')")
+  name = config.dataset
+  if name.split('/')[0] != 'sdo_ar':
+    raise ValueError(f"unknown dataset {name!r} (expected 'sdo_ar', "
+                     "'sdo_ar/synthetic' or 'sdo_ar/real')")
   if not os.path.isdir(os.path.join(config.data_dir, 'sdo_ar')):
     raise FileNotFoundError(f'no sdo_ar data set under {config.data_dir!r} '
                             '(build it with `make data`)')
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   import magjax.datasets.sdo_ar  # pylint: disable=g-import-not-at-top,unused-import  # registers the builder
   try:
-    return tfds.data_source('sdo_ar', split=split, data_dir=config.data_dir,
+    return tfds.data_source(name, split=split, data_dir=config.data_dir,
                             download=False)
   except Exception as e:  # pylint: disable=broad-except  # TFDS raises many kinds
     raise FileNotFoundError(
-        f'cannot read sdo_ar split {split!r} from {config.data_dir!r} '
+        f'cannot read {name} split {split!r} from {config.data_dir!r} '
         f'(build it with `make data`): {str(e).splitlines()[0]}') from e
 
 

@@ -63,8 +63,8 @@ def format_eta(seconds):
 class Progress:
   """`step 120/1000 (12%) 1.83 steps/s ETA 8m01s g_l1=0.31 ...` lines.
 
-  The rate is measured over the steps since the previous report, so compile
-  time does not distort it after the first report.
+  The rate is measured over the steps since the previous report (and, with
+  `restart` after the first step, without the compile time).
   """
 
   def __init__(self, total_steps, first_step, stream=sys.stdout):
@@ -73,6 +73,10 @@ class Progress:
     self._last_step = first_step
     self._last_time = time.monotonic()
     self.rate = 0.0
+
+  def restart(self, step):
+    """Measures from here (call after the first, compiling, step)."""
+    self._last_step, self._last_time = step, time.monotonic()
 
   def update(self, step, scalars):
     """Reports `step` (completed steps); returns the measured steps/s."""

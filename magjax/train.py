@@ -173,6 +173,8 @@ def _train(config, workdir, source, stop):
       state, metrics = train_step(state, batch)
       metrics = jax.device_get(metrics)  # one host sync per step
       done = step + 1
+      if step == start:
+        progress.restart(done)  # steps/s and ETA without the compile time
       if not metrics['finite']:
         if config.nan_policy == 'stop':
           raise NonFiniteLossError(
