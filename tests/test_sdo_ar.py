@@ -192,6 +192,22 @@ def test_cli_is_idempotent_and_overwrite_rebuilds(synthetic_build, capsys):
   assert len(ds['train']) == 3
 
 
+def test_cli_rebuilds_when_the_manifest_changed(tmp_path, capsys):
+  patches = tmp_path / 'patches'
+  write_patch_tree(patches, DAYS[:2])
+  args = ['--patches', str(patches), '--data_dir', str(tmp_path / 'tfds')]
+  assert sdo_build.main(args) == 0
+  with open(patches / 'manifest.jsonl', 'a') as f:  # a resumed prepare run
+    f.write(json.dumps({'pair_id': '20120105T000000', 'status': 'skipped',
+                        'reason': 'QUALITY', 'error': 'DataError',
+                        'split': 'train'}) + '\n')
+  capsys.readouterr()
+  assert sdo_build.main(args) == 0
+  assert 'rebuilding' in capsys.readouterr().out
+  ds = tfds.data_source('sdo_ar', data_dir=str(tmp_path / 'tfds'))
+  assert len(ds['train']) == 1
+
+
 def test_real_config_from_real_patches(tmp_path):
   write_patch_tree(tmp_path / 'patches', DAYS[:2], synthetic=False)
   assert sdo_build.main(['--patches', str(tmp_path / 'patches'),
@@ -201,6 +217,20 @@ def test_real_config_from_real_patches(tmp_path):
   assert 'SYNTHETIC' not in builder.info.description
   ds = tfds.data_source('sdo_ar/real', data_dir=str(tmp_path / 'tfds'))
   assert len(ds['train']) == 2 and not ds['train'][0]['synthetic']
+
+
+def test_unreadable_patch_is_skipped_and_recorded(tmp_path, capsys):
+  patches = tmp_path / 'patches'
+  write_patch_tree(patches, DAYS[:3])
+  bad = patches / 'train' / '20120307T000000_hmi.fits'
+  bad.write_bytes(bad.read_bytes()[:5000])  # truncated
+  assert sdo_build.main(['--patches', str(patches),
+                         '--data_dir', str(tmp_path / 'tfds')]) == 0
+  out = capsys.readouterr().out
+  assert 'skipped 20120307T000000: ' in out and '1 pair(s) skipped' in out
+  builder = tfds.builder('sdo_ar', data_dir=str(tmp_path / 'tfds'))
+  assert builder.info.splits['train'].num_examples == 2
+  assert len(builder.info.metadata['skipped']) == 1
 
 
 def test_cli_errors_are_one_line(tmp_path, capsys):

@@ -4,8 +4,9 @@
       --data_dir data/tfds [--overwrite]
 
 The config (``synthetic`` or ``real``) follows the manifest's ``synthetic``
-flags; a tree mixing both is refused.  Without ``--overwrite`` an existing
-build of the same version is left as it is.
+flags; a tree mixing both is refused.  An existing build made from the same
+manifest content is left as it is; a changed manifest (or ``--overwrite``)
+rebuilds it.
 """
 
 from __future__ import annotations
@@ -41,9 +42,19 @@ def dataset_bytes(builder: tfds.core.DatasetBuilder) -> int:
 
 
 def build(patches: str, data_dir: str, overwrite: bool = False):
-  """Prepares the data set; returns the builder."""
+  """Prepares the data set; returns the builder.
+
+  An existing build is kept when it was made from the same manifest content
+  (``metadata['patches_fingerprint']``), rebuilt otherwise or on
+  ``overwrite``.
+  """
   name = f'sdo_ar/{pick_config(patches)}'
   builder = tfds.builder(name, data_dir=data_dir, file_format='array_record')
+  if builder.is_prepared() and not overwrite:
+    wanted = sdo_ar.fingerprint(sdo_ar.ok_records(patches))
+    if builder.info.metadata.get('patches_fingerprint') != wanted:
+      print(f'{name}: the manifest changed since the last build: rebuilding')
+      overwrite = True
   if overwrite and os.path.isdir(os.fspath(builder.data_dir)):
     shutil.rmtree(os.fspath(builder.data_dir))
     builder = tfds.builder(name, data_dir=data_dir,
@@ -81,6 +92,11 @@ def main(argv=None) -> int:
   print(f'sdo_ar/{builder.builder_config.name}: {tag}{total} examples '
         f'{splits} in {builder.data_dir}; {size / max(total, 1) / 1e6:.2f} '
         f'MB/pair on disk; {seconds:.1f} s')
+  skipped = builder.info.metadata.get('skipped', [])
+  for line in skipped:
+    print(f'skipped {line}')
+  if skipped:
+    print(f'{len(skipped)} pair(s) skipped (see metadata.json)')
   return 0
 
 

@@ -42,6 +42,8 @@ synthetic HMI does, so real pairs should cost about the same.
 from __future__ import annotations
 
 import collections
+import hashlib
+import json
 import os
 
 import numpy as np
@@ -135,6 +137,8 @@ class Builder(tfds.core.GeneratorBasedBuilder):
           f'config {self.builder_config.name!r} needs '
           f'{"SYNTHETIC" if expected else "real"} patches, but {len(wrong)} '
           f'pair(s) are not (first: {wrong[0]}); use the other config')
+    self.info.metadata['patches_fingerprint'] = fingerprint(records)
+    self.info.metadata['skipped'] = self.skipped = []
     by_split = collections.defaultdict(list)
     for record in records:
       by_split[record['split']].append(record)
@@ -142,8 +146,15 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             for split, recs in sorted(by_split.items())}
 
   def _generate_examples(self, patches: str, records):
+    """Yields the examples; an unreadable patch is skipped and recorded
+    in ``metadata['skipped']`` (``'<pair_id>: <reason>'``), not fatal."""
     for record in records:
-      yield record['pair_id'], load_example(patches, record)
+      try:
+        example = load_example(patches, record)
+      except (OSError, ValueError) as e:
+        self.skipped.append(f'{record["pair_id"]}: {" ".join(str(e).split())}')
+        continue
+      yield record['pair_id'], example
 
 
 def ok_records(patches: str) -> list[dict]:
@@ -155,8 +166,19 @@ def ok_records(patches: str) -> list[dict]:
   return [r for _, r in sorted(latest.items()) if r.get('status') == 'ok']
 
 
+def fingerprint(records) -> str:
+  """sha256 of the fields of the 'ok' records that define the examples."""
+  keys = ('pair_id', 'split', 'aia_patch', 'hmi_patch', 't_aia', 't_hmi',
+          'synthetic')
+  text = json.dumps([[r.get(k) for k in keys] for r in records])
+  return hashlib.sha256(text.encode()).hexdigest()
+
+
 def _read_patch(path: str) -> np.ndarray:
-  data = fits.getdata(path, memmap=False)
+  try:
+    data = fits.getdata(path, memmap=False)
+  except (OSError, TypeError, ValueError) as e:
+    raise ValueError(f'{path}: unreadable patch ({e})') from None
   if data is None or data.shape != PATCH_SHAPE:
     shape = None if data is None else data.shape
     raise ValueError(f'{path}: expected a {PATCH_SHAPE} patch, got {shape}')
