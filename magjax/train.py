@@ -115,6 +115,7 @@ def train_and_evaluate(config, workdir, source=None):
     UsageError: bad config or unreadable data.
     NonFiniteLossError: non-finite loss with nan_policy 'stop'.
   """
+  started = time.monotonic()  # max_train_seconds counts compile time too
   maybe_initialize_distributed(config)
   checkpoints.quiet_orbax()
   if source is None:
@@ -125,10 +126,10 @@ def train_and_evaluate(config, workdir, source=None):
   config = _resolve(config, source)
   # Installed before the (long) compile, so an early SIGTERM is not lost.
   with StopRequest() as stop:
-    return _train(config, workdir, source, stop)
+    return _train(config, workdir, source, stop, started)
 
 
-def _train(config, workdir, source, stop):
+def _train(config, workdir, source, stop, started):
   """The loop of train_and_evaluate, `config` resolved."""
   total = config.num_train_steps
   stop_at = (min(total, config.stop_after_steps) if config.stop_after_steps
@@ -162,7 +163,7 @@ def _train(config, workdir, source, stop):
       in_shardings=(replicated, batch_sharding))
   writer = tb.Writer(workdir)
   progress = tb.Progress(total, start)
-  deadline = (time.monotonic() + config.max_train_seconds
+  deadline = (started + config.max_train_seconds
               if config.max_train_seconds > 0 else None)
   pending, skipped, saved_step = [], 0, None
   data = input_pipeline.Prefetcher(

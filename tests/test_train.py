@@ -7,8 +7,10 @@ seconds; every child is killed if a test fails while it runs.
 
 import contextlib
 import json
+import glob
 import os
 import signal
+import struct
 import subprocess
 import sys
 
@@ -19,6 +21,7 @@ import train_helpers
 
 from magjax import checkpoints
 from magjax import input_pipeline
+from tensorboardX.proto import event_pb2
 
 CHILD = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                      'train_child.py')
@@ -81,7 +84,7 @@ def _straight(tmp_path_factory, env):
   for code, out, err in results:
     assert code == 0, err[-2000:]
     assert f'done: step {STEPS}/{STEPS}' in out
-  return _load(root / 'one.npz'), _load(root / 'two.npz'), results
+  return _load(root / 'one.npz'), _load(root / 'two.npz'), root / 'one'
 
 
 def test_two_devices_give_the_one_device_result(straight):
@@ -178,3 +181,48 @@ def test_sigterm_saves_at_the_next_step_and_exits_cleanly(tmp_path, env):
   assert 1 <= saved < STEPS
   assert checkpoints.Checkpointer(tmp_path,
                                   read_only=True).latest_step() == saved
+
+
+def test_max_train_seconds_checkpoints_and_stops(tmp_path, env):
+  # Reading the first batch alone takes 2 x 0.5 s > 1 s: stops after step 1.
+  spec = {'slow': 0.5, 'overrides': {'num_train_steps': STEPS,
+                                     'max_train_seconds': 1.0}}
+  with _child(tmp_path, spec, env) as proc:
+    code, out, err = _finish(proc)
+  assert code == 0, err[-2000:]
+  assert 'max_train_seconds=1 reached: checkpoint saved at step 1;' in out
+  assert checkpoints.Checkpointer(tmp_path, read_only=True).all_steps() == [1]
+
+
+def _events(workdir):
+  """Events of the workdir's TensorBoard files (TFRecord framing)."""
+  events = []
+  for path in glob.glob(os.path.join(workdir, 'events.out.tfevents.*')):
+    with open(path, 'rb') as f:
+      data = f.read()
+    offset = 0
+    while offset < len(data):
+      (length,) = struct.unpack('<Q', data[offset:offset + 8])
+      event = event_pb2.Event()
+      event.ParseFromString(data[offset + 12:offset + 12 + length])
+      events.append(event)
+      offset += 12 + length + 4
+  return events
+
+
+def test_scalars_and_sample_images_reach_tensorboard(straight):
+  _, _, workdir = straight
+  tags = {}
+  for event in _events(workdir):
+    for value in event.summary.value:
+      tags.setdefault(value.tag, []).append(event.step)
+      if value.HasField('image'):
+        assert value.image.width == 3 * 32  # AIA | true HMI | generated
+  config = train_helpers.load_config('rhp', 'tiny')
+  logged = list(range(config.log_every_steps, STEPS + 1,
+                      config.log_every_steps))
+  for tag in ('loss_g', 'loss_d', 'd_real', 'd_fake', 'gamma', 'lr',
+              'steps_per_sec', 'skipped_steps'):
+    assert tags.get(tag) == logged, (tag, sorted(tags))
+  assert tags['samples/aia_true_generated'] == [config.sample_every_steps,
+                                                STEPS]
