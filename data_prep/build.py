@@ -30,6 +30,8 @@ from __future__ import annotations
 import argparse
 import collections
 import concurrent.futures
+import contextlib
+import functools
 import glob
 import multiprocessing
 import os
@@ -84,15 +86,17 @@ def run(args: argparse.Namespace) -> int:
   except (OSError, ValueError) as e:
     return _fail(_one_line(str(e)))
 
-  observations, unreadable = pairing.scan(os.path.abspath(args.raw))
-  pairs, unmatched = pairing.pair_observations(observations, args.tolerance)
-  unpaired = unreadable + unmatched
-  tasks, resolved, reused = plan(pairs, splits, args.out, previous)
-  print(f'build: {len(pairs)} pairs, {len(unpaired)} unpaired files, '
-        f'{reused} already done, {len(tasks)} to process '
-        f'with {args.workers} worker(s)', flush=True)
+  with writer, make_executor(args.workers) as executor:
+    map_fn = map if executor is None else functools.partial(
+        executor.map, chunksize=32)
+    observations, unreadable = pairing.scan(os.path.abspath(args.raw), map_fn)
+    pairs, unmatched = pairing.pair_observations(observations, args.tolerance)
+    unpaired = unreadable + unmatched
+    tasks, resolved, reused = plan(pairs, splits, args.out, previous)
+    print(f'build: {len(pairs)} pairs, {len(unpaired)} unpaired files, '
+          f'{reused} already done, {len(tasks)} to process '
+          f'with {args.workers} worker(s)', flush=True)
 
-  with writer:
     # Lines without a pair id (unpaired files, duplicates) are re-derived on
     # every run: append only those not already in the manifest.
     logged = {_line_key(r) for r in previous if not r.get('pair_id')}
@@ -100,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
       if record.get('pair_id') or _line_key(record) not in logged:
         writer.append(record)
     start = time.monotonic()
-    for k, record in enumerate(run_tasks(tasks, args.workers), start=1):
+    for k, record in enumerate(run_tasks(tasks, executor), start=1):
       writer.append(record)
       reason = f' {record["reason"]}' if record['reason'] else ''
       print(f'[{k}/{len(tasks)}] {record["pair_id"]} {record["status"]} '
@@ -238,26 +242,34 @@ def _synthetic(*patch_maps) -> bool:
   return any(bool(m.meta.get('synthetic', False)) for m in patch_maps)
 
 
-def run_tasks(tasks: list[dict], workers: int) -> Iterator[dict[str, Any]]:
-  """Yields one record per task, in completion order."""
-  if workers <= 1 or len(tasks) <= 1:
+def make_executor(workers: int):
+  """A process pool of ``workers`` (spawned: clean workers, no fork of a
+  parent holding threads), or a null context giving None for 1 worker."""
+  if workers <= 1:
+    return contextlib.nullcontext(None)
+  return concurrent.futures.ProcessPoolExecutor(
+      workers, mp_context=multiprocessing.get_context('spawn'))
+
+
+def run_tasks(tasks: list[dict], executor=None) -> Iterator[dict[str, Any]]:
+  """Yields one record per task, in completion order.
+
+  ``executor``: a ``concurrent.futures`` executor, or None to run here.
+  """
+  if executor is None:
     for task in tasks:
       yield process_pair(task)
     return
-  # spawn: workers start clean, no fork of a parent holding threads.
-  context = multiprocessing.get_context('spawn')
-  with concurrent.futures.ProcessPoolExecutor(workers,
-                                              mp_context=context) as pool:
-    futures = {pool.submit(process_pair, task): task for task in tasks}
-    for future in concurrent.futures.as_completed(futures):
-      try:
-        yield future.result()
-      except Exception as e:  # pylint: disable=broad-except
-        # A worker died (e.g. killed for memory): record, retry on resume.
-        record = dict(futures[future]['record'])
-        record.update(status='skipped', error=type(e).__name__,
-                      reason=_one_line(f'{type(e).__name__}: {e}'))
-        yield record
+  futures = {executor.submit(process_pair, task): task for task in tasks}
+  for future in concurrent.futures.as_completed(futures):
+    try:
+      yield future.result()
+    except Exception as e:  # pylint: disable=broad-except
+      # A worker died (e.g. killed for memory): record, retry on resume.
+      record = dict(futures[future]['record'])
+      record.update(status='skipped', error=type(e).__name__,
+                    reason=_one_line(f'{type(e).__name__}: {e}'))
+      yield record
 
 
 def summary(records: Iterable[dict[str, Any]], n_unpaired: int) -> str:

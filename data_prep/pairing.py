@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import glob
 import os
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 from astropy.time import Time
@@ -89,14 +89,23 @@ def read_observation(path: str, expected_kind: str) -> Observation | Unpaired:
   return Observation(path, kind, time)
 
 
-def scan(raw_dir: str) -> tuple[list[Observation], list[Unpaired]]:
-  """Reads every header under ``raw_dir/aia`` and ``raw_dir/hmi``."""
+def scan(raw_dir: str, map_fn: Callable = map,
+         ) -> tuple[list[Observation], list[Unpaired]]:
+  """Reads every header under ``raw_dir/aia`` and ``raw_dir/hmi``.
+
+  ``map_fn(read_observation, paths, kinds)`` does the reads: the builtin
+  ``map``, or an executor's ``map`` to read headers in parallel (a header
+  costs ~10-30 ms with astropy; a year at 12-min cadence is 88,000 files).
+  """
+  paths, kinds = [], []
+  for kind in KINDS:
+    found = find_fits(raw_dir, kind)
+    paths += found
+    kinds += [kind] * len(found)
   observations: list[Observation] = []
   bad: list[Unpaired] = []
-  for kind in KINDS:
-    for path in find_fits(raw_dir, kind):
-      result = read_observation(path, kind)
-      (observations if isinstance(result, Observation) else bad).append(result)
+  for result in map_fn(read_observation, paths, kinds):
+    (observations if isinstance(result, Observation) else bad).append(result)
   return observations, bad
 
 

@@ -82,7 +82,8 @@ def world(monkeypatch, tmp_path):
   ]
   bad = [pairing.Unpaired('/r/hmi/junk.fits', 'hmi',
                           'unreadable header: junk.fits: not a FITS file')]
-  monkeypatch.setattr(pairing, 'scan', lambda raw_dir: (list(obs), list(bad)))
+  monkeypatch.setattr(pairing, 'scan',
+                      lambda raw_dir, map_fn=map: (list(obs), list(bad)))
   out = tmp_path / 'out'
   fake.args = argparse.Namespace(raw=str(raw), out=str(out), workers=1,
                                  tolerance=60.0, splits=None)
@@ -185,7 +186,8 @@ def test_second_aia_of_the_same_second_cannot_shadow_the_first(
          _obs('hmi', '/r/hmi/h1.fits', _at('2012-01-05T00:00:00', -5)),
          _obs('aia', '/r/aia/a1_copy.fits', _at('2012-01-05T00:00:00', 0.5)),
          _obs('hmi', '/r/hmi/h1b.fits', _at('2012-01-05T00:00:00', 50))]
-  monkeypatch.setattr(pairing, 'scan', lambda raw_dir: (list(obs), []))
+  monkeypatch.setattr(pairing, 'scan',
+                      lambda raw_dir, map_fn=map: (list(obs), []))
   for _ in range(2):
     assert build.run(world.args) == 0
   lines = manifest.read_manifest(str(world.out / 'manifest.jsonl'))
@@ -215,15 +217,46 @@ def test_manifest_corruption_inside_is_an_error(tmp_path):
     manifest.read_manifest(str(path))
 
 
-def test_workers_pool_gives_the_same_records(world, monkeypatch):
-  # The pool path: spawn workers cannot see monkeypatches, so run the
-  # executor plumbing with an in-process stand-in executor of the same API.
-  serial = list(build.run_tasks(_tasks(world), workers=1))
-  monkeypatch.setattr(build.concurrent.futures, 'ProcessPoolExecutor',
-                      _InlineExecutor)
-  pooled = list(build.run_tasks(_tasks(world), workers=2))
+def test_executor_path_gives_the_same_records(world):
+  # Spawned workers cannot see monkeypatches: run the executor plumbing with
+  # an in-process executor of the concurrent.futures API.
+  serial = list(build.run_tasks(_tasks(world)))
+  with _InlineExecutor() as executor:
+    pooled = list(build.run_tasks(_tasks(world), executor))
   key = lambda r: r['pair_id']
   assert sorted(serial, key=key) == sorted(pooled, key=key)
+
+
+def test_a_dead_worker_becomes_a_retryable_skip(world):
+  class Dying(_InlineExecutor):
+    def submit(self, fn, *args):
+      from concurrent.futures import Future
+      from concurrent.futures.process import BrokenProcessPool
+      future = Future()
+      future.set_exception(BrokenProcessPool('a child process terminated'))
+      return future
+
+  records = list(build.run_tasks(_tasks(world), Dying()))
+  assert len(records) == 4
+  assert all(r['status'] == 'skipped' and r['error'] == 'BrokenProcessPool'
+             for r in records)
+  assert 'BrokenProcessPool' not in build.FINAL_ERRORS
+
+
+def test_scan_reads_headers_through_the_given_map(tmp_path):
+  from data_prep import pairing as real_pairing
+  for kind in ('aia', 'hmi'):
+    (tmp_path / kind / '2012').mkdir(parents=True)
+    (tmp_path / kind / '2012' / f'{kind}.fits').write_text('junk')
+  calls = []
+
+  def recording_map(fn, *iterables):
+    calls.append([list(i) for i in iterables])
+    return map(fn, *calls[-1])
+
+  observations, bad = real_pairing.scan(str(tmp_path), recording_map)
+  assert not observations and [b.kind for b in bad] == ['aia', 'hmi']
+  assert calls[0][1] == ['aia', 'hmi']
 
 
 def _tasks(world):
@@ -236,9 +269,6 @@ def _tasks(world):
 
 class _InlineExecutor:
   """concurrent.futures executor that runs each call at submit time."""
-
-  def __init__(self, *args, **kwargs):
-    pass
 
   def submit(self, fn, *args):
     from concurrent.futures import Future
