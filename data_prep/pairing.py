@@ -82,6 +82,10 @@ def read_observation(path: str, expected_kind: str) -> Observation | Unpaired:
     time = fitsio.observation_time(kind, header, path)
   except fitsio.DataError as e:
     return Unpaired(path, expected_kind, f'unreadable header: {e}')
+  except Exception as e:  # pylint: disable=broad-except
+    # One odd file must not abort a scan of thousands: report it instead.
+    message = ' '.join(f'{type(e).__name__}: {e}'.split())
+    return Unpaired(path, expected_kind, f'unreadable header: {message}')
   if kind != expected_kind:
     return Unpaired(path, expected_kind,
                     f'unreadable header: {kind.upper()} file in the '

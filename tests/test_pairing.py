@@ -82,6 +82,14 @@ def test_unreadable_header_reported_with_dataerror_message(tmp_path):
   assert 'not_fits.fits' in result.reason and '\n' not in result.reason
 
 
+def test_unexpected_header_error_is_reported_not_raised(monkeypatch):
+  def broken(path):
+    raise KeyError('CRPIX1')
+  monkeypatch.setattr(fitsio, 'read_sdo_header', broken)
+  result = read_observation('/x/hmi.fits', 'hmi')
+  assert result.reason == "unreadable header: KeyError: 'CRPIX1'"
+
+
 def test_negative_tolerance_rejected():
   with pytest.raises(ValueError, match='tolerance'):
     pair_observations([], tolerance_s=-1)
