@@ -1,7 +1,7 @@
 """Evaluates a trained magnetogram generator (Table-1 metrics).
 
   python eval.py --config=configs/rhp.py --workdir=runs/rhp [--step=N]
-      [--split=validation] [--config.eval_mode=both]
+      [--split=validation] [--eval_mode=both]
 
 Without --config, the config saved with the checkpoint is used. Writes
 <workdir>/eval/metrics.json, metrics.md and samples.npz (see
@@ -14,15 +14,20 @@ import sys
 
 from absl import app
 from absl import flags
+import ml_collections
 from ml_collections import config_flags
 
 from magjax import evaluate
+from magjax import provenance
 
 FLAGS = flags.FLAGS
 
 flags.DEFINE_string('workdir', None, 'Training workdir holding checkpoints/.')
 flags.DEFINE_integer('step', None, 'Checkpoint step (default: the latest).')
 flags.DEFINE_string('split', None, 'Data split (default: config.eval_split).')
+flags.DEFINE_string('eval_mode', None, "'crops', 'tiled' or 'both' (default: "
+                    'config.eval_mode); also works with the checkpoint\'s '
+                    'config, unlike --config.eval_mode.')
 config_flags.DEFINE_config_file(
     'config', None, 'Configuration (configs/*.py[:cpu|:tiny]); default: the '
     'one saved with the checkpoint.', lock_config=False)
@@ -64,7 +69,17 @@ def main(argv):
   if not FLAGS.workdir:
     print('error: --workdir is required', file=sys.stderr)
     sys.exit(2)
-  sys.exit(evaluate.run(FLAGS.config, FLAGS.workdir, FLAGS.step, FLAGS.split))
+  config = FLAGS.config
+  if config is None:
+    try:
+      config, _ = provenance.checkpoint_config(FLAGS.workdir, FLAGS.step)
+    except (FileNotFoundError, ValueError) as e:
+      print(f'error: {_one_line(str(e))}', file=sys.stderr)
+      sys.exit(2)
+  if FLAGS.eval_mode:
+    config = ml_collections.ConfigDict(config.to_dict())
+    config.eval_mode = FLAGS.eval_mode
+  sys.exit(evaluate.run(config, FLAGS.workdir, FLAGS.step, FLAGS.split))
 
 
 if __name__ == '__main__':
