@@ -32,6 +32,11 @@ MAX_EXPTIME_S = 60.0
 # Projection codes that mark a map-projected patch, not a full-disk image.
 _PATCH_CTYPES = ('CRLN', 'CRLT', 'HGLN', 'HGLT', 'SOLX', 'SOLY')
 _WCS_KEYS = ('CDELT1', 'CDELT2', 'CRPIX1', 'CRPIX2', 'CRVAL1', 'CRVAL2')
+# Keywords that sunpy reads as numbers when present.
+_NUMERIC_KEYS = ('CROTA2', 'PC1_1', 'PC1_2', 'PC2_1', 'PC2_2', 'RSUN_REF',
+                 'RSUN_OBS', 'HGLN_OBS', 'HGLT_OBS', 'CRLN_OBS', 'CRLT_OBS',
+                 'HAEX_OBS', 'HAEY_OBS', 'HAEZ_OBS', 'HEQX_OBS', 'HEQY_OBS',
+                 'HEQZ_OBS')
 _OBSERVER_KEYSETS = (('HGLN_OBS', 'HGLT_OBS'), ('CRLN_OBS', 'CRLT_OBS'),
                      ('HAEX_OBS', 'HAEY_OBS', 'HAEZ_OBS'),
                      ('HEQX_OBS', 'HEQY_OBS', 'HEQZ_OBS'))
@@ -67,12 +72,21 @@ def _open(path):
 
 
 def _image_hdu(path, hdul):
-  """The first HDU holding a 2-D image (plain or tile-compressed)."""
-  for hdu in hdul:
-    if isinstance(hdu, (fits.PrimaryHDU, fits.ImageHDU, fits.CompImageHDU)):
-      if hdu.header.get('NAXIS', 0) == 2:
-        return hdu
-  _fail(path, 'no 2-D image data in any HDU')
+  """The 2-D image HDU: HDU 0, or HDU 1 (often tile-compressed) after an
+  empty primary HDU, as JSOC writes SDO files. Anything else is rejected."""
+  def is_image(hdu):
+    return (isinstance(hdu, (fits.PrimaryHDU, fits.ImageHDU,
+                             fits.CompImageHDU))
+            and hdu.header.get('NAXIS', 0) == 2)
+  if is_image(hdul[0]):
+    return hdul[0]
+  if len(hdul) > 1 and is_image(hdul[1]) and hdul[0].header.get('NAXIS') == 0:
+    return hdul[1]
+  for index, hdu in enumerate(hdul[2:], start=2):
+    if is_image(hdu):
+      _fail(path, f'image data in HDU {index}; SDO files hold it in HDU 0 '
+            'or in HDU 1 after an empty primary HDU')
+  _fail(path, 'no 2-D image data in HDU 0 or 1')
 
 
 def _check_complete(path, hdu):
@@ -216,6 +230,11 @@ def validate_header(path, header, *, wavelength=AIA_WAVELENGTH,
   if not any(all(k in header for k in keys) for keys in _OBSERVER_KEYSETS):
     _fail(path, f'{kind.upper()} header lacks the observer position '
           '(HGLN_OBS/HGLT_OBS, CRLN_OBS/CRLT_OBS or HAE*_OBS)')
+  for key in _NUMERIC_KEYS:
+    if key in header:
+      _number(path, header, key)
+  if 'RSUN_REF' in header and not 6.0e8 < header['RSUN_REF'] < 8.0e8:
+    _fail(path, f'RSUN_REF {header["RSUN_REF"]:g} m is not a solar radius')
   dsun = _number(path, header, 'DSUN_OBS')
   if not 1.0e11 < dsun < 2.0e11:
     _fail(path, f'DSUN_OBS {dsun:g} m is not an Earth-orbit distance')

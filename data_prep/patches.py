@@ -155,8 +155,12 @@ def extract_patch(smap, shape=PATCH_SHAPE, scale_deg=PATCH_SCALE_DEG):
     data, HMI clipped to +-200 G, with provenance keywords copied from the
     source header and HISTORY lines naming the steps.
   """
-  header = target_header(smap, shape, scale_deg)
-  x, y = _source_pixels(smap, header)
+  try:
+    header = target_header(smap, shape, scale_deg)
+    x, y = _source_pixels(smap, header)
+  except (ValueError, TypeError) as exc:  # sunpy/astropy on odd headers
+    raise DataError(f'{smap.meta.get("magjax_src", "map")}: cannot place '
+                    f'the map on the Sun ({fitsio._one_line(exc)})') from exc
   data = np.asarray(smap.data, dtype=np.float32)
   values, ok = _interpolate(data, x, y)
   kind = smap.meta.get('magjax_kind') or fitsio.detect_kind(smap.meta)

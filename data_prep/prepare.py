@@ -35,13 +35,17 @@ def _add_patch_arguments(parser):
 
 
 def _run_patch(args):
-  from data_prep import patches
+  from data_prep import fitsio
   from data_prep.fitsio import DataError
   if args.out.resolve() == args.input.resolve():
     return _error(f'{args.out}: output would overwrite the input')
   try:
     with warnings.catch_warnings():
       warnings.simplefilter('ignore')
+      # Header checks first: bad files fail before the heavy imports.
+      fitsio.read_sdo_header(args.input,
+                             allow_bad_quality=args.allow_bad_quality)
+      from data_prep import patches
       pmap = patches.patch_file(args.input, args.out,
                                 allow_bad_quality=args.allow_bad_quality,
                                 register=args.register)

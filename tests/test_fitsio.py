@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 import sunpy.data.test
 from astropy.io import fits
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from data_prep import fitsio
 from data_prep.fitsio import DataError
@@ -259,3 +261,50 @@ def test_write_fits_atomic(tmp_path):
   with fits.open(path) as hdul:
     np.testing.assert_array_equal(hdul[0].data, data)
   assert sorted(os.listdir(path.parent)) == ['x.fits']
+
+
+@pytest.mark.parametrize('key, value, fragment', [
+    ('CROTA2', 'x', 'CROTA2 is not a number'),
+    ('RSUN_REF', -1.0, 'RSUN_REF -1 m is not a solar radius'),
+    ('HGLN_OBS', 'east', 'HGLN_OBS is not a number'),
+    ('DSUN_OBS', 1.0e30, 'DSUN_OBS 1e+30 m'),
+])
+def test_bad_numeric_keywords(tmp_path, key, value, fragment):
+  path = aia_variant(tmp_path, updates={key: value})
+  with pytest.raises(DataError) as exc:
+    fitsio.read_sdo_header(path, wavelength=None)
+  assert_one_line(exc, fragment)
+
+
+def test_image_in_an_unexpected_extension(tmp_path):
+  with fits.open(AIA_FILE) as hdul:
+    header, data = hdul[0].header.copy(), hdul[0].data
+  path2 = tmp_path / 'hdu2b.fits'
+  fits.HDUList([fits.PrimaryHDU(),
+                fits.BinTableHDU.from_columns(
+                    [fits.Column(name='a', format='E', array=np.zeros(3))]),
+                fits.CompImageHDU(data.astype(np.float32), header)]
+               ).writeto(path2)
+  with pytest.raises(DataError) as exc:
+    fitsio.read_sdo_header(path2, wavelength=None)
+  assert_one_line(exc, 'image data in HDU 2')
+
+
+_HEADER_VALUES = st.one_of(
+    st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=8), st.integers(-10**12, 10**12), st.booleans(),
+    st.floats(allow_nan=False, allow_infinity=False, width=32))
+
+
+@settings(max_examples=300, deadline=None)
+@given(key=st.sampled_from(sorted(set(fits.getheader(AIA_FILE).keys())
+                                  - {'COMMENT', 'HISTORY', ''})),
+       value=_HEADER_VALUES)
+def test_header_mutations_give_data_error_or_pass(key, value):
+  header = fits.getheader(AIA_FILE).copy()
+  header[key] = value
+  try:
+    kind = fitsio.validate_header('m.fits', header, wavelength=None)
+  except DataError as exc:
+    assert '\n' not in str(exc) and str(exc).startswith('m.fits: ')
+  else:
+    assert kind == 'aia'
