@@ -325,6 +325,10 @@ def predict(workdir, input_path, output_path, step=None, samples=0,
       raise PredictError(_first_line(e)) from e
   else:
     config = saved_config
+  tile, depth = int(config.crop_size), int(config.model.num_downs)
+  if tile < 1 or tile % (2 ** depth):
+    raise PredictError(f'config crop_size {tile} (the tile side) is not a '
+                       f'positive multiple of 2**num_downs = {2 ** depth}')
   aia, in_header, route = load_input_patch(input_path)
   try:
     variables, ckpt_step, _ = evaluate.restore_generator(config, workdir,

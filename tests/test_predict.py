@@ -68,6 +68,7 @@ def test_round_trip_on_a_synthetic_full_disk_file(setup):
     warnings.simplefilter('ignore')
     smap = sunpy.map.Map(out)
   assert smap.data.shape == (800, 900)
+  assert smap.coordinate_frame.name == 'heliographic_stonyhurst'
   assert smap.unit.to_string() == 'G'
   with _open(out) as hdul, _open(setup['patch']) as patch:
     assert len(hdul) == 1
@@ -161,6 +162,12 @@ def test_in_process_errors(setup, tmp_path, capsys):
       (['--input', str(other)], 'not an SDO/AIA file'),
       (['--input', setup['aia'], '--step', '99'], 'no checkpoint at step 99'),
       (['--input', setup['aia'], '--samples', '1'], '--samples 1'),
+      (['--input', setup['aia'], '--config',
+        os.path.join(ROOT, 'configs', 'rhp.py') + ':nope'],
+       "unknown config string 'nope'"),
+      (['--input', setup['aia'], '--config',
+        os.path.join(ROOT, 'configs', 'none.py')],
+       'no such config file'),
   ]
   for args, fragment in cases:
     assert predict.main(['--workdir', setup['workdir'], '--output', out]
