@@ -363,6 +363,18 @@ def evaluate(config, workdir, step=None, split=None, source=None,
 
   rows = {mode: [] for mode in modes}
   infos = []
+  pending = []  # crops waiting for a full batch: (row, input, hmi, mask)
+
+  def flush_crops():
+    if not pending:
+      return
+    preds = fn(np.stack([p[1] for p in pending]))
+    for (row, _, target, valid), pred in zip(pending, preds):
+      row.update(metrics_lib.sample_metrics(_gauss(pred, config), target,
+                                            valid, **kwargs))
+      rows['crops'].append(row)
+    pending.clear()
+
   for index in range(len(source)):
     example = source[index]
     info = _example_info(example, index)
@@ -373,14 +385,13 @@ def evaluate(config, workdir, step=None, split=None, source=None,
       raise EvalError(f'crop_size {crop} does not fit in the {height}x'
                       f'{width} examples')
     x = normalized_input(aia, mask, config)
-    if 'crops' in modes:
+    if 'crops' in modes:  # batched across examples
       top, left = crop_offset(config.seed, index, (height, width), crop)
       window = np.s_[top:top + crop, left:left + crop]
-      pred = _gauss(fn(x[None][(slice(None),) + window])[0], config)
-      row = dict(info, crop=[top, left])
-      row.update(metrics_lib.sample_metrics(
-          pred, hmi[window][..., 0], mask[window][..., 0], **kwargs))
-      rows['crops'].append(row)
+      pending.append((dict(info, crop=[top, left]), x[window],
+                      hmi[window][..., 0], mask[window][..., 0]))
+      if len(pending) == batch:
+        flush_crops()
     if 'tiled' in modes:
       pred = _gauss(predict_tiled(fn, x, config), config)
       row = dict(info)
@@ -388,6 +399,7 @@ def evaluate(config, workdir, step=None, split=None, source=None,
                                             **kwargs))
       rows['tiled'].append(row)
     _progress(index + 1, len(source))
+  flush_crops()
 
   synthetic = _combine_synthetic([i['synthetic'] for i in infos])
   result = {
