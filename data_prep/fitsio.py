@@ -89,6 +89,16 @@ def _image_hdu(path, hdul):
   _fail(path, 'no 2-D image data in HDU 0 or 1')
 
 
+def _image_header(hdul, hdu):
+  """A copy of the image header; a SYNTHETIC flag kept only in an empty
+  primary HDU is carried over, so it can never be lost downstream."""
+  header = hdu.header.copy()
+  if hdu is not hdul[0] and 'SYNTHETIC' in hdul[0].header \
+      and 'SYNTHETIC' not in header:
+    header['HIERARCH SYNTHETIC'] = hdul[0].header['SYNTHETIC']
+  return header
+
+
 def _check_complete(path, hdu):
   """DataError if the file ends before the image HDU's data does."""
   info = hdu.fileinfo()
@@ -186,7 +196,7 @@ def _check_full_disk(path, header):
   tolerance = 0.03 * r_pix
   for axis in (1, 2):
     crpix = _number(path, header, f'CRPIX{axis}')
-    n = header.get(f'NAXIS{axis}', header.get(f'ZNAXIS{axis}', 0))
+    n = _number(path, header, f'NAXIS{axis}')
     if (crpix - off - r_pix < 0.5 - tolerance
         or crpix + off + r_pix > n + 0.5 + tolerance):
       _fail(path, f'the solar disk (radius {r_pix:.0f} px) does not fit in '
@@ -260,7 +270,7 @@ def read_sdo_header(path, *, wavelength=AIA_WAVELENGTH,
   with _open(path) as hdul:
     hdu = _image_hdu(path, hdul)
     _check_complete(path, hdu)
-    header = hdu.header.copy()
+    header = _image_header(hdul, hdu)
   kind = validate_header(path, header, wavelength=wavelength,
                          allow_bad_quality=allow_bad_quality)
   return kind, header
@@ -284,7 +294,7 @@ def read_sdo(path, *, wavelength=AIA_WAVELENGTH, allow_bad_quality=False):
   with _open(path) as hdul:
     hdu = _image_hdu(path, hdul)
     _check_complete(path, hdu)
-    header = hdu.header.copy()
+    header = _image_header(hdul, hdu)
     kind = validate_header(path, header, wavelength=wavelength,
                            allow_bad_quality=allow_bad_quality)
     try:

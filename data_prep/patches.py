@@ -209,7 +209,8 @@ def patch_header(pmap):
     if key in ('history', 'comment', 'keycomments'):
       continue
     if isinstance(value, (str, int, float, bool, np.integer, np.floating)):
-      header[key.upper()] = value
+      name = key.upper()
+      header['HIERARCH ' + name if len(name) > 8 else name] = value
   for line in str(pmap.meta.get('history', '')).splitlines():
     header.add_history(line)
   return header

@@ -308,3 +308,17 @@ def test_header_mutations_give_data_error_or_pass(key, value):
     assert '\n' not in str(exc) and str(exc).startswith('m.fits: ')
   else:
     assert kind == 'aia'
+
+
+def test_synthetic_flag_in_primary_hdu_is_kept(tmp_path):
+  with fits.open(AIA_FILE) as hdul:
+    header, data = hdul[0].header.copy(), hdul[0].data
+  primary = fits.PrimaryHDU()
+  primary.header['HIERARCH SYNTHETIC'] = True
+  path = tmp_path / 'syn.fits'
+  fits.HDUList([primary, fits.CompImageHDU(data.astype(np.float32), header)]
+               ).writeto(path)
+  _, read = fitsio.read_sdo_header(path, wavelength=None)
+  assert read['SYNTHETIC'] is True
+  plain = aia_variant(tmp_path)
+  assert 'SYNTHETIC' not in fitsio.read_sdo_header(plain, wavelength=None)[1]

@@ -141,3 +141,11 @@ def test_cli_on_real_files(real_hmi, tmp_path, capsys):
   assert prepare.main(['patch', str(real_hmi[BAD[0]]), '--out',
                        str(bad_out), '--allow-bad-quality']) == 0
   assert fits.getheader(bad_out)['QUALITY'] == 65536
+
+
+def test_bench_worker_times_a_pair(real_hmi, tmp_path):
+  from data_prep import bench
+  aia = bench._upsampled_aia(tmp_path)  # the no-generator fallback input
+  result = bench.worker(aia, real_hmi[GOOD], repeats=1, any_wavelength=True)
+  assert len(result['wall_s']) == 1 and result['wall_s'][0] > 0
+  assert result['cpu_s'][0] > 0 and result['peak_rss_mb'] > 100
