@@ -267,9 +267,17 @@ def make_report(run_dirs, out_dir, figure_count=2, pair_ids=None, mode=None):
     os.makedirs(out_dir, exist_ok=True)
   except OSError as e:
     raise ReportError(f'{out_dir}: cannot create ({e.strerror})') from e
-  figure_paths = write_figures(runs, [s for _, s in loaded], out_dir,
-                               figure_count, pair_ids)
+  samples_list = [s for _, s in loaded]
+  figure_paths = write_figures(runs, samples_list, out_dir, figure_count,
+                               pair_ids)
   text = render(runs, figure_paths, out_dir, mode)
+  if figure_count and not figure_paths:
+    missing = [d for d, s in zip(run_dirs, samples_list) if s is None]
+    reason = (f'no eval/samples.npz in {", ".join(missing)}' if missing
+              else 'no test time common to all runs'
+              + (f' among {pair_ids}' if pair_ids else ''))
+    text += f'\nNo figure: {reason}.\n'
+    print(f'report: no figure ({reason})', file=sys.stderr)
   readme = os.path.join(out_dir, 'README.md')
   evaluate._write_atomic(readme, text.encode())  # pylint: disable=protected-access
   evaluate._write_atomic(  # pylint: disable=protected-access

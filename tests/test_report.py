@@ -132,3 +132,15 @@ def test_lonlat_extent_of_the_patch_grid():
   header = provenance.patch_geometry_header(None, (800, 900))
   assert provenance.lonlat_extent(header, (800, 900)) == pytest.approx(
       (-45.0, 45.0, -40.0, 40.0))
+
+
+def test_pair_id_choice_and_no_common_time(runs, tmp_path):
+  out = tmp_path / 'chosen'
+  assert report.main(runs[:2] + ['--out', str(out), '--pair-id',
+                                  '20121001T000000']) == 0
+  assert [p.name for p in out.glob('*.png')] == ['figure_20121001T000000.png']
+  out = tmp_path / 'none'
+  readme, figures = report.make_report(runs, str(out),
+                                       pair_ids=['20121201T000000'])
+  assert figures == []
+  assert 'No figure: no test time common to all runs' in open(readme).read()
