@@ -216,7 +216,9 @@ def validate_header(path, header, *, wavelength=AIA_WAVELENGTH,
     _fail(path, 'not an SDO AIA or HMI file (TELESCOP='
           f'{header.get("TELESCOP")!r}, INSTRUME={header.get("INSTRUME")!r})')
   _check_projection(path, header)
-  common = _WCS_KEYS + ('DSUN_OBS',)
+  # SDO level-1 headers always carry both times (T_OBS: mid exposure, the
+  # pairing time; DATE-OBS: exposure start); one missing means a damaged file.
+  common = ('T_OBS', 'DATE-OBS') + _WCS_KEYS + ('DSUN_OBS',)
   if kind == 'aia':
     _require(path, header, ('EXPTIME', 'WAVELNTH') + common, kind)
     wav = _number(path, header, 'WAVELNTH')
@@ -227,7 +229,7 @@ def validate_header(path, header, *, wavelength=AIA_WAVELENGTH,
       _fail(path, f'AIA EXPTIME {exptime:g} s is not in (0, '
             f'{MAX_EXPTIME_S:g}] s')
   else:
-    _require(path, header, ('T_OBS',) + common, kind)
+    _require(path, header, common, kind)
     content = str(header.get('CONTENT', '')).strip().upper()
     if content != 'MAGNETOGRAM':
       _fail(path, f'HMI CONTENT is {header.get("CONTENT")!r}, expected a '

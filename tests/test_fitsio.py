@@ -148,7 +148,9 @@ def test_other_instrument(tmp_path):
     (('CDELT1',), 'CDELT1'),
     (('CRPIX2',), 'CRPIX2'),
     (('DSUN_OBS',), 'DSUN_OBS'),
-    (('T_OBS', 'DATE-OBS'), 'T_OBS or DATE-OBS'),
+    (('T_OBS',), 'lacks required keyword(s) T_OBS'),
+    (('DATE-OBS',), 'lacks required keyword(s) DATE-OBS'),
+    (('T_OBS', 'DATE-OBS'), 'T_OBS, DATE-OBS'),
     (('RSUN_REF', 'RSUN_OBS'), 'RSUN_REF and RSUN_OBS'),
     (('HGLN_OBS', 'CRLN_OBS', 'HAEX_OBS', 'HEQX_OBS'), 'observer position'),
 ])
