@@ -324,3 +324,22 @@ def test_synthetic_flag_in_primary_hdu_is_kept(tmp_path):
   assert read['SYNTHETIC'] is True
   plain = aia_variant(tmp_path)
   assert 'SYNTHETIC' not in fitsio.read_sdo_header(plain, wavelength=None)[1]
+
+
+def test_gzipped_fits(tmp_path):
+  import gzip
+  plain = aia_variant(tmp_path)
+  packed = tmp_path / 'aia.fits.gz'
+  packed.write_bytes(gzip.compress(plain.read_bytes()))
+  kind, data, _ = fitsio.read_sdo(packed, wavelength=None)
+  assert kind == 'aia' and data.shape == (128, 128)
+  cut = tmp_path / 'cut.fits.gz'
+  cut.write_bytes(packed.read_bytes()[:len(packed.read_bytes()) // 2])
+  with pytest.raises(DataError) as exc:
+    fitsio.read_sdo(cut, wavelength=None)
+  assert_one_line(exc, 'cut.fits.gz')
+  garbage = tmp_path / 'garbage.fits.gz'
+  garbage.write_bytes(gzip.compress(b'hello world' * 300))
+  with pytest.raises(DataError) as exc:
+    fitsio.read_sdo_header(garbage)
+  assert_one_line(exc, 'not a FITS file')
