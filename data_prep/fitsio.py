@@ -61,6 +61,8 @@ def _is_gzip(path):
 def _open(path):
   """Opens a FITS file lazily; DataError if it is missing or not FITS."""
   path = Path(path)
+  if path.is_dir():
+    _fail(path, 'is a directory, expected a FITS file')
   if not path.is_file():
     _fail(path, 'no such file')
   if path.stat().st_size == 0:

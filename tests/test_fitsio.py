@@ -110,6 +110,9 @@ def test_missing_file(tmp_path):
   with pytest.raises(DataError) as exc:
     fitsio.read_sdo(tmp_path / 'nope.fits')
   assert_one_line(exc, 'no such file')
+  with pytest.raises(DataError) as exc:
+    fitsio.read_sdo(tmp_path)
+  assert_one_line(exc, 'is a directory')
 
 
 @pytest.mark.parametrize('compressed', [False, True])
