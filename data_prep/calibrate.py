@@ -76,7 +76,7 @@ def load_calibrated(path, *, allow_bad_quality=False, register=False,
     smap = _to_map(data, header)
   except Exception as exc:
     raise DataError(f'{Path(path).name}: sunpy cannot build a map '
-                    f'({fitsio._one_line(exc)})') from exc
+                    f'({fitsio.one_line(exc)})') from exc
   if kind == 'aia':
     if register:
       smap = _register_aia(smap)

@@ -43,7 +43,7 @@ _OBSERVER_KEYSETS = (('HGLN_OBS', 'HGLT_OBS'), ('CRLN_OBS', 'CRLT_OBS'),
                      ('HEQX_OBS', 'HEQY_OBS', 'HEQZ_OBS'))
 
 
-def _one_line(exc):
+def one_line(exc):
   """The first line of an exception message, with its type if empty."""
   text = str(exc).strip().splitlines()
   return text[0] if text and text[0] else type(exc).__name__
@@ -72,7 +72,7 @@ def _open(path):
     with opener(path, 'rb') as f:
       start = f.read(9)
   except (OSError, EOFError) as exc:
-    _fail(path, f'corrupt gzip file ({_one_line(exc)})')
+    _fail(path, f'corrupt gzip file ({one_line(exc)})')
   if start != b'SIMPLE  =':
     _fail(path, 'not a FITS file (no SIMPLE card at the start)')
   try:
@@ -80,7 +80,7 @@ def _open(path):
       warnings.simplefilter('ignore')
       hdul = fits.open(path, memmap=False, lazy_load_hdus=False)
   except Exception as exc:  # astropy raises OSError, ValueError, TypeError...
-    _fail(path, f'corrupt FITS file ({_one_line(exc)})')
+    _fail(path, f'corrupt FITS file ({one_line(exc)})')
   return hdul
 
 
@@ -165,7 +165,7 @@ def observation_time(kind, header, path='<header>'):
     try:
       t = parse_time(str(value).strip())
     except Exception as exc:
-      _fail(path, f'unreadable {key} {value!r} ({_one_line(exc)})')
+      _fail(path, f'unreadable {key} {value!r} ({one_line(exc)})')
     if not isinstance(t, Time) or not t.isscalar:
       _fail(path, f'unreadable {key} {value!r}')
     return t
@@ -322,7 +322,7 @@ def read_sdo(path, *, wavelength=AIA_WAVELENGTH, allow_bad_quality=False):
     except DataError:
       raise
     except Exception as exc:
-      _fail(path, f'corrupt image data ({_one_line(exc)})')
+      _fail(path, f'corrupt image data ({one_line(exc)})')
   expected = (header.get('NAXIS2'), header.get('NAXIS1'))
   if data.ndim != 2 or data.shape != expected:
     _fail(path, f'image shape {data.shape} does not match NAXIS {expected}')

@@ -31,7 +31,6 @@ after interpolation; AIA arrives already divided by exposure (calibrate.py).
 """
 import warnings
 from importlib import metadata
-from pathlib import Path
 
 import astropy.units as u
 import numpy as np
@@ -160,7 +159,7 @@ def extract_patch(smap, shape=PATCH_SHAPE, scale_deg=PATCH_SCALE_DEG):
     x, y = _source_pixels(smap, header)
   except (ValueError, TypeError) as exc:  # sunpy/astropy on odd headers
     raise DataError(f'{smap.meta.get("magjax_src", "map")}: cannot place '
-                    f'the map on the Sun ({fitsio._one_line(exc)})') from exc
+                    f'the map on the Sun ({fitsio.one_line(exc)})') from exc
   data = np.asarray(smap.data, dtype=np.float32)
   values, ok = _interpolate(data, x, y)
   kind = smap.meta.get('magjax_kind') or fitsio.detect_kind(smap.meta)
@@ -230,10 +229,3 @@ def patch_file(in_path, out_path, *, allow_bad_quality=False, register=False,
   fitsio.write_fits_atomic(out_path, pmap.data.astype(np.float32),
                            patch_header(pmap))
   return pmap
-
-
-def read_patch(path):
-  """A written patch as a sunpy map (for tests and downstream readers)."""
-  with warnings.catch_warnings():
-    warnings.simplefilter('ignore')
-    return sunpy.map.Map(str(Path(path)))
