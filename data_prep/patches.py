@@ -35,13 +35,13 @@ from importlib import metadata
 import astropy.units as u
 import numpy as np
 import sunpy.map
-from sunpy.util import MetaDict
 from astropy.coordinates import SkyCoord
 from astropy.io import fits
 from astropy.wcs import WCS
 from scipy import ndimage
 from sunpy.coordinates import frames
 from sunpy.map.header_helper import make_fitswcs_header
+from sunpy.util import MetaDict
 
 from data_prep import calibrate, fitsio
 from data_prep.fitsio import DataError
