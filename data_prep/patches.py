@@ -60,6 +60,7 @@ _PROVENANCE_KEYS = ('TELESCOP', 'INSTRUME', 'WAVELNTH', 'WAVEUNIT', 'CONTENT',
 
 
 def magjax_version():
+  """The installed magjax version, for HISTORY lines."""
   try:
     return metadata.version('magjax')
   except metadata.PackageNotFoundError:
@@ -67,6 +68,7 @@ def magjax_version():
 
 
 def _rsun_ref(smap):
+  """The header's RSUN_REF as a Quantity (not sunpy's default radius)."""
   rsun = smap.meta.get('rsun_ref')
   if rsun is None:
     raise DataError(f'{smap.meta.get("magjax_src", "map")}: RSUN_REF is '
@@ -172,6 +174,7 @@ def extract_patch(smap, shape=PATCH_SHAPE, scale_deg=PATCH_SCALE_DEG):
 
 
 def _patch_map(values, header, smap, kind):
+  """The patch as a sunpy map: WCS header + provenance + HISTORY."""
   meta = dict(header)
   src = smap.meta
   for key in _PROVENANCE_KEYS:
