@@ -66,6 +66,22 @@ class Checkpointer:
         force=True)
     return step
 
+  def read_meta(self, step=None):
+    """The meta item (data position, config) of `step` (default: latest)."""
+    step = self._existing(step)
+    return self._manager.restore(
+        step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
+
+  def _existing(self, step):
+    available = self.all_steps()
+    if step is None:
+      step = self.latest_step()
+    if step is None or step not in available:
+      raise FileNotFoundError(
+          f'no checkpoint at step {step} in {self._manager.directory} '
+          f'(available: {sorted(available) or "none"})')
+    return step
+
   def restore(self, target, step=None):
     """(state, meta) of `step` (default: the latest).
 
@@ -77,13 +93,7 @@ class Checkpointer:
     Raises:
       FileNotFoundError: no such checkpoint.
     """
-    available = self.all_steps()
-    if step is None:
-      step = self.latest_step()
-    if step is None or step not in available:
-      raise FileNotFoundError(
-          f'no checkpoint at step {step} in {self._manager.directory} '
-          f'(available: {sorted(available) or "none"})')
+    step = self._existing(step)
     abstract = jax.tree.map(_abstract, target)
     restored = self._manager.restore(
         step,

@@ -9,6 +9,7 @@ checkpoint at the next step boundary and return normally.
 """
 
 import functools
+import json
 import signal
 import sys
 import threading
@@ -51,7 +52,10 @@ def maybe_initialize_distributed(config):
 
 
 class StopRequest:
-  """Turns SIGTERM / SIGINT into a flag the loop reads at step boundaries."""
+  """Turns SIGTERM / SIGINT into a flag the loop reads at step boundaries.
+
+  A second signal exits at once.
+  """
 
   def __init__(self):
     self.signal_name = None
@@ -65,7 +69,13 @@ class StopRequest:
 
   def _handle(self, signum, frame):
     del frame
-    self.signal_name = signal.Signals(signum).name
+    name = signal.Signals(signum).name
+    if self.signal_name:  # a second signal: leave now (checkpoints are atomic)
+      _print(f'received {name} again: exiting without saving', sys.stderr)
+      raise SystemExit(128 + signum)
+    self.signal_name = name
+    _print(f'received {name}: saving a checkpoint at the next step '
+           '(send again to exit at once)')
 
   def __exit__(self, *exc):
     for sig, handler in self._previous.items():
@@ -100,6 +110,16 @@ def _resolve(config, source):
   except ValueError as e:
     raise UsageError(str(e)) from e
   return config
+
+
+def _check_same_model(config, saved, workdir):
+  """UsageError unless the workdir's checkpoint has this model and crop."""
+  current = json.loads(config_utils.to_json(config))
+  for key in ('model', 'crop_size'):
+    if saved.get(key) != current[key]:
+      raise UsageError(
+          f'{workdir} holds checkpoints of a different {key} '
+          f'({saved.get(key)} != {current[key]}): use another --workdir')
 
 
 def train_and_evaluate(config, workdir, source=None):
@@ -141,6 +161,7 @@ def _train(config, workdir, source, stop, started):
       mesh, jax.sharding.PartitionSpec('data'))
   ckpt = checkpoints.Checkpointer(workdir, keep=config.keep_checkpoints)
   if ckpt.latest_step() is not None:
+    _check_same_model(config, ckpt.read_meta()['config'], workdir)
     state, meta = ckpt.restore(
         checkpoints.abstract_train_state(config, replicated))
     _print(f'resumed from step {meta["data_position"]} in '

@@ -82,6 +82,8 @@ def test_keeps_the_latest_and_restores_a_given_step(tmp_path):
   assert ckpt.all_steps() == [2, 3]
   reader = checkpoints.Checkpointer(tmp_path, keep=2, read_only=True)
   assert reader.latest_step() == 3
+  assert reader.read_meta()['data_position'] == 3
+  assert reader.read_meta(step=2)['config']['seed'] == 3
   restored, _ = reader.restore(_state(seed=0, step=0), step=2)
   _assert_equal(restored, _state(seed=2, step=2))
   with pytest.raises(FileNotFoundError, match='step 1 .*available: \\[2, 3\\]'):

@@ -104,6 +104,10 @@ def test_stop_and_resume_equals_the_straight_run(straight, tmp_path, env):
     code, out, err = _finish(proc)
   assert code == 0, err[-2000:]
   assert f'checkpoint saved at step {STEPS // 2}/{STEPS}' in out
+  # another model on the same workdir: refused before anything is touched
+  with _child(tmp_path, {'variant': 'pix2pix'}, env) as proc:
+    code, _, err = _finish(proc)
+  assert code == 2 and 'holds checkpoints of a different model' in err, err
   spec = {'overrides': {'num_train_steps': STEPS},
           'dump': str(tmp_path / 'resumed.npz')}
   with _child(tmp_path, spec, env) as proc:
