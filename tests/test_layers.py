@@ -36,8 +36,7 @@ def torch_conv_transpose_vjp(x, w, r):
   return gx, gw
 
 
-@pytest.mark.parametrize('shape', [(2, 4, 4, 3, 5), (1, 3, 5, 2, 4),
-                                   (1, 1, 1, 4, 2)])
+@pytest.mark.parametrize('shape', [(2, 4, 4, 3, 5), (1, 1, 3, 4, 2)])
 def test_conv_transpose_methods_equal_torch_forward_and_gradient(shape):
   n, h, w, cin, cout = shape
   rng = np.random.default_rng(0)
@@ -49,10 +48,10 @@ def test_conv_transpose_methods_equal_torch_forward_and_gradient(shape):
   want_gx, want_gw = torch_conv_transpose_vjp(x, w_torch, r)
   for method in ('subpixel', 'lax'):
     fn = layers.CONV_TRANSPOSE_METHODS[method]
-    got = fn(jnp.asarray(x), kernel)
+    got = jax.jit(fn)(jnp.asarray(x), kernel)
     np.testing.assert_allclose(got, want, atol=1e-5, err_msg=method)
-    gx, gk = jax.grad(lambda a, k: jnp.sum(fn(a, k) * r), argnums=(0, 1))(
-        jnp.asarray(x), kernel)
+    gx, gk = jax.jit(jax.grad(lambda a, k: jnp.sum(fn(a, k) * r),
+                              argnums=(0, 1)))(jnp.asarray(x), kernel)
     np.testing.assert_allclose(gx, want_gx, atol=1e-5, err_msg=method)
     np.testing.assert_allclose(np.asarray(gk).transpose(2, 3, 0, 1), want_gw,
                                atol=1e-5, err_msg=method)

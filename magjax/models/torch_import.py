@@ -21,10 +21,13 @@ fixed momentum, like junyanz). Every other missing, extra or mis-shaped entry
 raises `TorchImportError` with a one-line message.
 """
 
+import functools
+import json
 from typing import Dict, Mapping, Tuple
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 
 from magjax.models import attention_level, build_discriminator, build_generator
@@ -147,29 +150,35 @@ def _convert(state, table, shapes, what):
   return out
 
 
-def _init_size(model_cfg):
-  return max(2 ** model_cfg.num_downs, 32)
+@functools.lru_cache(maxsize=32)
+def _abstract_variables(network, cfg_json):
+  """eval_shape of the network's init (cached: importing is called often)."""
+  model_cfg = ml_collections.ConfigDict(json.loads(cfg_json))
+  size = max(2 ** model_cfg.num_downs, 32)
+  a = jnp.zeros((1, size, size, model_cfg.input_nc))
+  b = jnp.zeros((1, size, size, model_cfg.output_nc))
+  if network == 'G':
+    gen = build_generator(model_cfg)
+    return jax.eval_shape(lambda: gen.init(jax.random.key(0), a, train=False))
+  disc = build_discriminator(model_cfg)
+  return jax.eval_shape(lambda: disc.init(jax.random.key(0), a, b, train=False))
+
+
+def _cfg_json(model_cfg):
+  return json.dumps(dict(model_cfg), sort_keys=True)
 
 
 def generator_variables_from_torch(state: Mapping[str, np.ndarray], model_cfg
                                    ) -> Dict[str, Dict]:
   """PyTorch generator state_dict -> {'params', 'batch_stats'} for magjax."""
-  size = _init_size(model_cfg)
-  gen = build_generator(model_cfg)
-  shapes = jax.eval_shape(lambda: gen.init(
-      jax.random.key(0), jnp.zeros((1, size, size, model_cfg.input_nc)),
-      train=False))
+  shapes = _abstract_variables('G', _cfg_json(model_cfg))
   return _convert(state, _generator_table(model_cfg), shapes, 'generator')
 
 
 def discriminator_variables_from_torch(state: Mapping[str, np.ndarray],
                                        model_cfg) -> Dict[str, Dict]:
   """PyTorch NLayerDiscriminator state_dict -> {'params', 'batch_stats'}."""
-  size = _init_size(model_cfg)
-  disc = build_discriminator(model_cfg)
-  shapes = jax.eval_shape(lambda: disc.init(
-      jax.random.key(0), jnp.zeros((1, size, size, model_cfg.input_nc)),
-      jnp.zeros((1, size, size, model_cfg.output_nc)), train=False))
+  shapes = _abstract_variables('D', _cfg_json(model_cfg))
   return _convert(state, _discriminator_table(model_cfg), shapes,
                   'discriminator')
 
