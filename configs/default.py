@@ -39,7 +39,6 @@ def get_paper_config():
 
   # ---------------------------------------------------------------- general
   config.seed = 0
-  config.workdir_checkpoints = 'checkpoints'  # under --workdir
 
   # ------------------------------------------------------------------- data
   config.dataset = 'sdo_ar'
@@ -53,12 +52,10 @@ def get_paper_config():
   config.aia_floor = 1.0
   config.aia_log_min = 0.0
   config.aia_log_max = 4.0
-  config.prefetch = 2  # batches prefetched to devices
+  config.prefetch = 2  # global batches prepared ahead by a background thread
   # Masked (off-disk / invalid) pixels get these fixed values after scaling.
   config.aia_fill = -1.0
   config.hmi_fill = 0.0
-  config.shuffle_buffer = 0  # 0: full random permutation per epoch
-  config.input_workers = 0  # grain worker processes (0: in-process)
 
   # --------------------------------------------------------------- training
   config.batch_size = 32  # global batch, split over all devices
@@ -85,7 +82,6 @@ def get_paper_config():
   config.sample_every_steps = 1000
   config.checkpoint_every_steps = 1000
   config.keep_checkpoints = 3
-  config.eval_every_steps = -1  # -1: only at the end
 
   # -------------------------------------------------------------- evaluation
   config.eval_mode = 'crops'  # 'crops' (paper: seeded 512^2 crops) or 'tiled'
