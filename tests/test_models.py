@@ -190,3 +190,14 @@ def test_load_npz_prefixes(tmp_path):
     torch_import.load_npz(path, 'X/')
   with pytest.raises(torch_import.TorchImportError, match='cannot read'):
     torch_import.load_npz(tmp_path / 'absent.npz')
+
+
+def test_norm_none_drops_every_batchnorm_and_imports():
+  cfg = tiny('cat', attn_level=2, norm='none')
+  g_vars, _ = abstract_g(cfg, 32)
+  d_vars, _ = abstract_d(cfg, 32)
+  assert not any('norm' in k for k in g_vars['params'])
+  assert not any('norm' in k for k in d_vars['params'])
+  assert set(g_vars['batch_stats']) == {'attention'}
+  names = torch_import.torch_names(cfg, 'G') + torch_import.torch_names(cfg, 'D')
+  assert not any('norm' in n or 'running' in n for n in names)
