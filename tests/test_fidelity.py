@@ -10,6 +10,7 @@ tests change single entries of a fixture copy and require a failure.
 """
 
 import functools
+import json
 
 import jax
 import jax.numpy as jnp
@@ -76,6 +77,17 @@ def test_train_step_state(path):
   rows = _rows(path, ('G params', 'D params', 'G batch_stats', 'D batch_stats'))
   assert len(rows) == 4
   assert not fr.failures(rows)
+
+
+@pytest.mark.parametrize('path', FIXTURES)
+def test_parameter_counts_equal_the_fixture_settings(path):
+  if isinstance(path, Exception):
+    raise path
+  fixture, result = _loaded(path)
+  settings = json.loads(str(fixture['settings']))
+  count = lambda tree: sum(int(x.size) for x in jax.tree.leaves(tree))
+  assert count(result.g_post['params']) == settings['params_G']
+  assert count(result.d_post['params']) == settings['params_D']
 
 
 def _mutated(fixture, key, index, delta):
