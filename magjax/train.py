@@ -215,10 +215,11 @@ def _train(config, workdir, source, stop, started):
         writer.scalars(done, scalars)
         pending = []
       if done % config.sample_every_steps == 0 or done == stop_at:
-        generated = jax.device_get(sample_fn(state, batch['aia']))
+        generated = sample_fn(state, batch['aia'])
+        # The first local shard: addressable on every process (multi-host).
         writer.images(done, {'samples/aia_true_generated': tb.sample_strip(
-            jax.device_get(batch['aia']), jax.device_get(batch['hmi']),
-            generated)})
+            *(np.asarray(x.addressable_data(0))
+              for x in (batch['aia'], batch['hmi'], generated)))})
       reason = None
       if stop.signal_name:
         reason = f'received {stop.signal_name}'
