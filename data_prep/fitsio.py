@@ -11,8 +11,6 @@ exports HMI).
 """
 import gzip
 import math
-import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -20,6 +18,8 @@ import numpy as np
 from astropy.io import fits
 from astropy.time import Time
 from sunpy.time import parse_time
+
+from magjax import fileio
 
 
 class DataError(ValueError):
@@ -338,19 +338,5 @@ def write_fits_atomic(path, data, header):
   Either the complete file appears under ``path`` (os.replace is atomic on
   POSIX) or nothing does; the tmp file is removed on failure.
   """
-  path = Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp',
-                             dir=path.parent)
-  try:
-    with os.fdopen(fd, 'wb') as f:
-      hdu = fits.PrimaryHDU(data=np.asarray(data), header=fits.Header(header))
-      hdu.writeto(f, output_verify='silentfix')
-      f.flush()
-      os.fsync(f.fileno())
-    os.chmod(tmp, 0o644)  # mkstemp creates 0600
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.unlink(tmp)
-    raise
+  hdu = fits.PrimaryHDU(data=np.asarray(data), header=fits.Header(header))
+  fileio.write_hdulist_atomic(path, fits.HDUList([hdu]))

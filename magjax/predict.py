@@ -44,7 +44,6 @@ import argparse
 import datetime
 import os
 import sys
-import tempfile
 import warnings
 
 import numpy as np
@@ -278,21 +277,8 @@ def write_output(path, mean, header, std=None):
     std_header['EXTNAME'] = 'STDDEV'
     hdus.append(fits.ImageHDU(std.astype(np.float32), header=std_header,
                               name='STDDEV'))
-  directory = os.path.dirname(os.path.abspath(path))
-  os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(prefix=f'.{os.path.basename(path)}.',
-                             suffix='.tmp', dir=directory)
-  try:
-    with os.fdopen(fd, 'wb') as f:
-      fits.HDUList(hdus).writeto(f, output_verify='silentfix')
-      f.flush()
-      os.fsync(f.fileno())
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.unlink(tmp)
-    raise
+  from magjax import fileio  # pylint: disable=g-import-not-at-top
+  fileio.write_hdulist_atomic(path, fits.HDUList(hdus))
 
 
 # -------------------------------------------------------------------- CLI

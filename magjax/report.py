@@ -30,6 +30,7 @@ import sys
 import numpy as np
 
 from magjax import evaluate
+from magjax import fileio
 from magjax import figures
 
 # Sun, Xu et al. (2023), Table 1: mean +- std over their test set
@@ -279,8 +280,8 @@ def make_report(run_dirs, out_dir, figure_count=2, pair_ids=None, mode=None):
     text += f'\nNo figure: {reason}.\n'
     print(f'report: no figure ({reason})', file=sys.stderr)
   readme = os.path.join(out_dir, 'README.md')
-  evaluate._write_atomic(readme, text.encode())  # pylint: disable=protected-access
-  evaluate._write_atomic(  # pylint: disable=protected-access
+  fileio.write_bytes_atomic(readme, text.encode())
+  fileio.write_bytes_atomic(
       os.path.join(out_dir, 'table.md'),
       ('\n'.join(table1(runs, mode)) + '\n').encode())
   return readme, figure_paths

@@ -1,0 +1,50 @@
+"""Atomic file writes: the complete file appears under its name, or nothing.
+
+Every output of the project (patches, synthetic FITS, metrics, reports,
+generated magnetograms, test-data files) goes through `atomic_write`, so a
+killed process or a full disk never leaves a half-written file under a final
+name. The tmp file lives in the destination directory (same file system, so
+`os.replace` is atomic on POSIX) and is named `.<name>.<random>.tmp`, which
+`data_prep.build` removes when it cleans up after a killed run.
+"""
+
+import contextlib
+import os
+import tempfile
+
+
+@contextlib.contextmanager
+def atomic_write(path, mode='wb'):
+  """Yields a file object; on success the file is fsynced and renamed.
+
+  On any exception (including KeyboardInterrupt) the tmp file is removed and
+  the exception propagates; nothing appears under `path`.
+  """
+  path = os.fspath(path)
+  directory = os.path.dirname(os.path.abspath(path))
+  os.makedirs(directory, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(prefix=f'.{os.path.basename(path)}.',
+                             suffix='.tmp', dir=directory)
+  try:
+    with os.fdopen(fd, mode) as f:
+      yield f
+      f.flush()
+      os.fsync(f.fileno())
+    os.chmod(tmp, 0o644)  # mkstemp creates 0600
+    os.replace(tmp, path)
+  except BaseException:
+    with contextlib.suppress(FileNotFoundError):
+      os.unlink(tmp)
+    raise
+
+
+def write_bytes_atomic(path, data):
+  """Writes `data` (bytes) to `path` atomically."""
+  with atomic_write(path) as f:
+    f.write(data)
+
+
+def write_hdulist_atomic(path, hdulist, output_verify='silentfix'):
+  """Writes an astropy HDUList to `path` atomically."""
+  with atomic_write(path) as f:
+    hdulist.writeto(f, output_verify=output_verify)
