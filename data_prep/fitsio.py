@@ -338,5 +338,10 @@ def write_fits_atomic(path, data, header):
   Either the complete file appears under ``path`` (os.replace is atomic on
   POSIX) or nothing does; the tmp file is removed on failure.
   """
-  hdu = fits.PrimaryHDU(data=np.asarray(data), header=fits.Header(header))
+  with warnings.catch_warnings():
+    # The SYNTHETIC flag is a 9-character key: astropy writes it as the
+    # intended HIERARCH card and warns once per file; the warning is noise.
+    warnings.filterwarnings('ignore', message="Keyword name 'SYNTHETIC'",
+                            category=fits.verify.VerifyWarning)
+    hdu = fits.PrimaryHDU(data=np.asarray(data), header=fits.Header(header))
   fileio.write_hdulist_atomic(path, fits.HDUList([hdu]))
