@@ -1,0 +1,105 @@
+"""Train-step benchmark, printing the fields of shared/bench/torch_ref.py.
+
+  python -m magjax.bench --config=configs/rhp.py --size 256 --batch 1
+
+Times full train steps (G forward, D update, G update, both Adam steps: one
+jitted, donated `steps.train_step`) after compilation and warm-up on seeded
+uniform data, like torch_ref, and prints one JSON line with
+ms_per_step_median, ms_per_step_min, img_per_s, params_G, params_D, plus
+the step's FLOPs from XLA's cost analysis, the float32 matmul peak of this
+machine measured in the same run, and the fraction of it the step reaches.
+"""
+
+import argparse
+import json
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from magjax import provenance
+from magjax import steps
+from magjax import train_state as train_state_lib
+
+
+def count_params(tree):
+  return int(sum(np.prod(x.shape) for x in jax.tree.leaves(tree)))
+
+
+def matmul_peak_flops(n=2048, repeats=5):
+  """Measured float32 matmul FLOP/s of the default device (best of repeats)."""
+  x = jnp.ones((n, n), jnp.float32)
+  f = jax.jit(lambda a: a @ a)
+  f(x).block_until_ready()
+  best = float('inf')
+  for _ in range(repeats):
+    start = time.perf_counter()
+    f(x).block_until_ready()
+    best = min(best, time.perf_counter() - start)
+  return 2 * n ** 3 / best
+
+
+def time_train_step(config, size, batch, warmup, repeats):
+  """(per-step seconds, FLOPs per step, params_G, params_D)."""
+  state = train_state_lib.create_train_state(
+      config, jax.random.key(config.seed), (size, size))
+  rng = np.random.default_rng(1)
+  data = {k: jnp.asarray(rng.uniform(-1, 1, (batch, size, size, 1)),
+                         jnp.float32) for k in ('aia', 'hmi')}
+  step = jax.jit(lambda s, b: steps.train_step(s, b, config),
+                 donate_argnums=0)
+  compiled = step.lower(state, data).compile()
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  flops = float(cost.get('flops', float('nan'))) if cost else float('nan')
+  params = (count_params(state.g_params), count_params(state.d_params))
+  times = []
+  for i in range(warmup + repeats):
+    start = time.perf_counter()
+    state, metrics = compiled(state, data)
+    jax.block_until_ready((state, metrics))
+    if i >= warmup:
+      times.append(time.perf_counter() - start)
+  return times, flops, params
+
+
+def main(argv=None):
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument('--config', default='configs/rhp.py',
+                 help='config file, optionally with a config string')
+  p.add_argument('--size', type=int, default=256)
+  p.add_argument('--batch', type=int, default=1)
+  p.add_argument('--steps', type=int, default=5, help='timed train steps')
+  p.add_argument('--warmup', type=int, default=2, help='untimed steps first')
+  args = p.parse_args(argv)
+  config = provenance.load_config_file(args.config)
+  config.batch_size = args.batch
+  if config.num_train_steps <= 0:
+    config.num_train_steps = 1000  # only shapes the lr schedule
+  times, flops, (params_g, params_d) = time_train_step(
+      config, args.size, args.batch, args.warmup, args.steps)
+  median = statistics.median(times)
+  peak = matmul_peak_flops()
+  model = config.model
+  print(json.dumps({
+      'framework': 'jax', 'jax': jax.__version__,
+      'device': jax.devices()[0].device_kind, 'model': model.name,
+      'size': args.size, 'batch': args.batch, 'num_downs': model.num_downs,
+      'attn_level': None if model.name == 'pix2pix' else (
+          model.attn_level if model.attn_level > 0 else model.num_downs),
+      'conv_transpose': model.conv_transpose,
+      'half_precision': bool(config.half_precision),
+      'ms_per_step_median': round(1e3 * median, 2),
+      'ms_per_step_min': round(1e3 * min(times), 2),
+      'img_per_s': round(args.batch / median, 4),
+      'params_G': params_g, 'params_D': params_d,
+      'gflop_per_step': round(flops / 1e9, 2),
+      'matmul_peak_gflops': round(peak / 1e9, 1),
+      'fraction_of_peak': round(flops / median / peak, 3),
+  }))
+
+
+if __name__ == '__main__':
+  main()
