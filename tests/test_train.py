@@ -13,6 +13,7 @@ import signal
 import struct
 import subprocess
 import sys
+import time
 
 import jax
 import numpy as np
@@ -118,6 +119,40 @@ def test_stop_and_resume_equals_the_straight_run(straight, tmp_path, env):
   assert resumed.keys() == one.keys()
   # parameter for parameter: networks, batch stats, Adam moments and counts
   # (hence the lr schedule), step and RNG
+  for key in one:
+    np.testing.assert_array_equal(resumed[key], one[key], err_msg=key)
+
+
+def test_sigkill_and_resume_equals_the_straight_run(straight, tmp_path, env):
+  one, _, _ = straight
+  # Checkpoints at steps 2 and 4; reads of 1 s per example (2 s a step)
+  # leave time to SIGKILL the run once its step-2 checkpoint is on disk,
+  # while it trains step 4.
+  spec = {'slow': 1.0, 'overrides': {'num_train_steps': STEPS,
+                                     'checkpoint_every_steps': 2,
+                                     'log_every_steps': 1}}
+  with _child(tmp_path, spec, env) as proc:
+    for line in proc.stdout:
+      if line.startswith('step 3/'):
+        break
+    for _ in range(50):  # orbax finalises the async save by a rename
+      if checkpoints.Checkpointer(tmp_path,
+                                  read_only=True).latest_step() == 2:
+        break
+      time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+  assert proc.returncode == -signal.SIGKILL
+  assert checkpoints.Checkpointer(tmp_path,
+                                  read_only=True).latest_step() == 2
+  spec = {'overrides': {'num_train_steps': STEPS,
+                        'checkpoint_every_steps': 2},
+          'dump': str(tmp_path / 'resumed.npz')}
+  with _child(tmp_path, spec, env) as proc:
+    code, out, err = _finish(proc)
+  assert code == 0, err[-2000:]
+  assert 'resumed from step ' in out
+  resumed = _load(tmp_path / 'resumed.npz')
   for key in one:
     np.testing.assert_array_equal(resumed[key], one[key], err_msg=key)
 
