@@ -9,7 +9,6 @@ magjax/evaluate.py). Exit codes: 0 done, 2 bad flags, config, checkpoint or
 data (one line `error: ...` on stderr).
 """
 
-import re
 import sys
 
 from absl import app
@@ -17,6 +16,7 @@ from absl import flags
 import ml_collections
 from ml_collections import config_flags
 
+from magjax import cli
 from magjax import evaluate
 from magjax import provenance
 
@@ -33,35 +33,6 @@ config_flags.DEFINE_config_file(
     'one saved with the checkpoint.', lock_config=False)
 
 
-def parse_flags(argv):
-  """absl flag parsing with one-line errors (exit 2) instead of tracebacks."""
-  try:
-    argv = FLAGS(argv)
-    if FLAGS.config is not None:
-      FLAGS.config.get('seed')  # a config file that failed to load raises here
-    return argv
-  except flags.Error as e:
-    message = _one_line(str(e))
-  except (AttributeError, KeyError) as e:
-    text = str(e).replace('\\', '')
-    name = re.findall(r"'([A-Za-z_][A-Za-z0-9_.]*)'", text)
-    hint = re.findall(r'Did you mean "([^"]+)"', text)
-    message = (f'unknown config field {name[0] if name else text!r} in a '
-               '--config.* override'
-               + (f' (did you mean {hint[0]!r}?)' if hint else ''))
-  except (OSError, ValueError, TypeError) as e:
-    message = _one_line(str(e))
-  print(f'error: {message}', file=sys.stderr)
-  sys.exit(2)
-
-
-def _one_line(text):
-  lines = [line.strip() for line in text.splitlines() if line.strip()]
-  if len(lines) > 1 and any(l.startswith('Traceback') for l in lines):
-    return f'{lines[0]} {lines[-1]}'
-  return lines[0] if lines else text
-
-
 def main(argv):
   if len(argv) > 1:
     print(f'error: unexpected arguments {argv[1:]}', file=sys.stderr)
@@ -74,7 +45,7 @@ def main(argv):
     try:
       config, _ = provenance.checkpoint_config(FLAGS.workdir, FLAGS.step)
     except (FileNotFoundError, ValueError) as e:
-      print(f'error: {_one_line(str(e))}', file=sys.stderr)
+      print(f'error: {cli.one_line(str(e))}', file=sys.stderr)
       sys.exit(2)
   if FLAGS.eval_mode:
     config = ml_collections.ConfigDict(config.to_dict())
@@ -83,4 +54,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main, flags_parser=parse_flags)
+  app.run(main, flags_parser=cli.parse_flags)

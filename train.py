@@ -8,13 +8,13 @@ Exit codes: 0 done or stopped cleanly (SIGTERM/SIGINT, max_train_seconds),
 1 non-finite loss, 2 bad flags, config or data.
 """
 
-import ast
 import sys
 
 from absl import app
 from absl import flags
 from ml_collections import config_flags
 
+from magjax import cli
 from magjax import train as train_lib
 
 FLAGS = flags.FLAGS
@@ -23,55 +23,6 @@ flags.DEFINE_string('workdir', None, 'Directory for checkpoints and logs.')
 config_flags.DEFINE_config_file(
     'config', None, 'Training configuration (configs/*.py[:cpu|:tiny]).',
     lock_config=True)
-
-
-def parse_flags(argv):
-  """absl flag parsing with one-line errors (exit 2) instead of tracebacks.
-
-  config_flags raises a raw AttributeError/KeyError for an unknown
-  `--config.x` override, and wraps errors of get_config().
-  """
-  try:
-    argv = FLAGS(argv)
-    if FLAGS.config is not None:
-      FLAGS.config.get('seed')  # a config file that failed to load raises here
-    return argv
-  except flags.Error as e:
-    message = _one_line(str(e))
-  except (AttributeError, KeyError) as e:
-    message = _unknown_field(e)
-  except (OSError, ValueError, TypeError) as e:
-    message = _one_line(str(e))
-  print(f'error: {message}', file=sys.stderr)
-  sys.exit(2)
-
-
-def _unknown_field(error):
-  """'unknown config field ...' from config_flags' (nested-quoted) KeyError."""
-  text = str(error)
-  for _ in range(3):  # KeyError reprs nest quotes: "'\\'ngff\\'...'"
-    if text[:1] not in ('"', "'"):
-      break
-    try:
-      text = ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-      break
-  lines = [line.strip() for line in text.splitlines() if line.strip()]
-  name = lines[0].strip('\'"') if lines else text
-  hint = f' ({lines[1]})' if len(lines) > 1 else ''
-  if ' ' in name:  # a message, not a field name
-    return f'bad --config.* override: {name}'
-  return f'unknown config field {name!r} in a --config.* override{hint}'
-
-
-def _one_line(text):
-  """First line, plus the last one when a traceback is embedded."""
-  lines = [line.strip() for line in text.splitlines() if line.strip()]
-  if len(lines) > 1 and any(l.startswith('Traceback') for l in lines):
-    return f'{lines[0]} {lines[-1]}'
-  if len(lines) > 2 and lines[0].startswith('Configuration is not available'):
-    return f'{lines[-2]}: {lines[-1]}'
-  return lines[0] if lines else text
 
 
 def main(argv):
@@ -85,4 +36,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main, flags_parser=parse_flags)
+  app.run(main, flags_parser=cli.parse_flags)
