@@ -30,7 +30,6 @@ bicubic mode returns all NaN (reproject #464). HMI is clipped to +-200 G
 after interpolation; AIA arrives already divided by exposure (calibrate.py).
 """
 import warnings
-from importlib import metadata
 
 import astropy.units as u
 import numpy as np
@@ -45,6 +44,7 @@ from sunpy.util import MetaDict
 
 from data_prep import calibrate, fitsio
 from data_prep.fitsio import DataError
+import magjax
 
 PATCH_SHAPE = (800, 900)  # (lat, lon) pixels
 PATCH_SCALE_DEG = 0.1
@@ -57,14 +57,6 @@ _CUBIC_MARGIN = 4  # source pixels kept around the needed box (cubic kernel)
 _PROVENANCE_KEYS = ('TELESCOP', 'INSTRUME', 'WAVELNTH', 'WAVEUNIT', 'CONTENT',
                     'T_OBS', 'EXPTIME', 'QUALITY', 'SYNTHETIC', 'ORIGIN',
                     'LVL_NUM')
-
-
-def magjax_version():
-  """The installed magjax version, for HISTORY lines."""
-  try:
-    return metadata.version('magjax')
-  except metadata.PackageNotFoundError:
-    return 'unknown'
 
 
 def _rsun_ref(smap):
@@ -186,10 +178,10 @@ def _patch_map(values, header, smap, kind):
   meta['bunit'] = src.get('bunit', 'G' if kind == 'hmi' else 'DN/s')
   meta['patchver'] = 1
   meta['btype'] = 'LOS magnetic field' if kind == 'hmi' else 'intensity'
-  history = [f'magjax {magjax_version()} data_prep: '
+  history = [f'magjax {magjax.version()} data_prep: '
              f'{step}' for step in src.get('magjax_steps', [])]
   history.append(
-      f'magjax {magjax_version()} data_prep.patches: HGS CAR '
+      f'magjax {magjax.version()} data_prep.patches: HGS CAR '
       f'{header["naxis2"]}x{header["naxis1"]} at '
       f'{header["cdelt1"]:g} deg/px, one cubic interpolation from the '
       'source WCS (rotation, scale, centring), NaN off-disk/missing')

@@ -49,6 +49,7 @@ import jax
 import ml_collections
 import numpy as np
 
+import magjax
 from magjax import checkpoints
 from magjax import fileio
 from magjax import input_pipeline
@@ -424,7 +425,7 @@ def evaluate(config, workdir, step=None, split=None, source=None,
           [{k: r[k] for k in metrics_lib.METRIC_NAMES} for r in rows[mode]])
                   for mode in modes},
       'samples': rows,
-      'magjax_version': provenance.magjax_version(),
+      'magjax_version': magjax.version(),
       'created_utc': datetime.datetime.now(datetime.timezone.utc).strftime(
           '%Y-%m-%dT%H:%M:%SZ'),
   }

@@ -212,7 +212,7 @@ def output_header(in_header, *, model, step, cfg_hash, trained_synthetic,
                   src_file, samples, tile, overlap, route):
   """The generated magnetogram's header: the patch WCS + provenance."""
   from astropy.io import fits  # pylint: disable=g-import-not-at-top
-  from magjax import provenance  # pylint: disable=g-import-not-at-top
+  import magjax  # pylint: disable=g-import-not-at-top
   header = fits.Header()
   for card in in_header.cards:
     key = card.keyword
@@ -244,11 +244,11 @@ def output_header(in_header, *, model, step, cfg_hash, trained_synthetic,
                         '0: dropout off; N: mean of N MC-dropout draws')
   header['TILE'] = (int(tile), 'tiled inference: tile side (px)')
   header['TILEOVLP'] = (int(overlap), 'tiled inference: min overlap (px)')
-  header['MJXVER'] = (provenance.magjax_version(), 'magjax version')
+  header['MJXVER'] = (magjax.version(), 'magjax version')
   for line in str(in_header.get('HISTORY', '')).splitlines():
     header.add_history(line)
   header.add_history(
-      f'magjax {provenance.magjax_version()} predict: {model} generator, '
+      f'magjax {magjax.version()} predict: {model} generator, '
       f'checkpoint step {step}, config {cfg_hash}, from '
       f'{os.path.basename(src_file)} ({route})')
   header.add_history(

@@ -23,7 +23,6 @@ import importlib.util
 import json
 import os
 import sys
-from importlib import metadata
 
 from absl import logging
 import ml_collections
@@ -34,12 +33,6 @@ PATCH_SHAPE = (800, 900)
 PATCH_SCALE_DEG = 0.1
 
 
-def magjax_version():
-  """The installed magjax version ('unknown' outside an install)."""
-  try:
-    return metadata.version('magjax')
-  except metadata.PackageNotFoundError:
-    return 'unknown'
 
 
 def config_hash(config):
