@@ -39,11 +39,13 @@ data: $(STAMP)
 	$(PY) -m magjax.datasets.sdo_ar.build --patches data/patches --data_dir data/tfds
 
 VARIANTS := pix2pix cat rhp
+# Per-variant bound on training time; a run checkpoints and stops cleanly at it.
+DEMO_SECONDS ?= 270
 
 # Data, then the three variants' :cpu configs (about 4 minutes each on 2
 # cores), their evaluation on the test split, and the comparison report.
 demo: data
-	for v in $(VARIANTS); do $(PY) train.py --config=configs/$$v.py:cpu --workdir=runs/$$v || exit 1; done
+	for v in $(VARIANTS); do $(PY) train.py --config=configs/$$v.py:cpu --workdir=runs/$$v --config.max_train_seconds=$(DEMO_SECONDS) || exit 1; done
 	for v in $(VARIANTS); do $(PY) eval.py --workdir=runs/$$v || exit 1; done
 	$(PY) -m magjax.report $(addprefix runs/,$(VARIANTS)) --out report
 
