@@ -10,6 +10,7 @@ checkpoint at the next step boundary and return normally.
 
 import functools
 import json
+import os
 import signal
 import sys
 import threading
@@ -17,6 +18,7 @@ import time
 
 from absl import logging
 import jax
+from jax.experimental import multihost_utils
 import ml_collections
 import numpy as np
 
@@ -36,19 +38,74 @@ class NonFiniteLossError(Exception):
   """A non-finite loss under nan_policy='stop': exit code 1."""
 
 
-def maybe_initialize_distributed(config):
-  """jax.distributed.initialize when config.distributed.initialize is set."""
+# Environment variables read when the config leaves a field unset.
+ENV_COORDINATOR = 'MAGJAX_COORDINATOR_ADDRESS'
+ENV_NUM_PROCESSES = 'MAGJAX_NUM_PROCESSES'
+ENV_PROCESS_ID = 'MAGJAX_PROCESS_ID'
+
+
+def distributed_kwargs(config, environ=None):
+  """jax.distributed.initialize keyword arguments, or None (single process).
+
+  Initialises when config.distributed.initialize is set or MAGJAX_*
+  variables name a coordinator. Each of coordinator_address, num_processes
+  and process_id comes from the config field when set, else from
+  MAGJAX_COORDINATOR_ADDRESS / MAGJAX_NUM_PROCESSES / MAGJAX_PROCESS_ID,
+  else is left to JAX's cluster auto-detection (SLURM, Open MPI, Cloud TPU,
+  ...), which fills every missing argument.
+
+  Raises:
+    UsageError: a MAGJAX_* variable that is not an integer where one is due.
+  """
+  environ = os.environ if environ is None else environ
   dist = config.distributed
-  if not dist.initialize:
-    return
+  if not (dist.initialize or environ.get(ENV_COORDINATOR)):
+    return None
   kwargs = {}
-  if dist.coordinator_address:
-    kwargs['coordinator_address'] = dist.coordinator_address
-  if dist.num_processes > 0:
-    kwargs['num_processes'] = dist.num_processes
-  if dist.process_id >= 0:
-    kwargs['process_id'] = dist.process_id
-  jax.distributed.initialize(**kwargs)
+  address = dist.coordinator_address or environ.get(ENV_COORDINATOR, '')
+  if address:
+    kwargs['coordinator_address'] = address
+  for key, field, var in (('num_processes', dist.num_processes,
+                           ENV_NUM_PROCESSES),
+                          ('process_id', dist.process_id, ENV_PROCESS_ID)):
+    if field >= 0 and not (key == 'num_processes' and field == 0):
+      kwargs[key] = int(field)
+    elif environ.get(var, ''):
+      try:
+        kwargs[key] = int(environ[var])
+      except ValueError:
+        raise UsageError(f'{var}={environ[var]!r} is not an integer') from None
+  return kwargs
+
+
+def maybe_initialize_distributed(config):
+  """jax.distributed.initialize when the config or environment asks.
+
+  See distributed_kwargs. A no-op when already initialised.
+
+  Raises:
+    UsageError: bad settings, or the coordinator could not be set up.
+  """
+  kwargs = distributed_kwargs(config)
+  if kwargs is None or jax.distributed.is_initialized():
+    return
+  try:
+    jax.distributed.initialize(**kwargs)
+  except (ValueError, RuntimeError) as e:
+    message = str(e).strip().splitlines()[0] if str(e).strip() else repr(e)
+    raise UsageError(f'jax.distributed.initialize({kwargs}): {message}') from e
+
+
+def agreed_stop(local_code):
+  """The largest stop code of all processes (0: go on).
+
+  Every process calls it at every step, so all stop at the same step even
+  when a signal or the clock reaches only some of them.
+  """
+  if jax.process_count() == 1:
+    return local_code
+  codes = multihost_utils.process_allgather(np.int32(local_code))
+  return int(np.max(codes))
 
 
 class StopRequest:
@@ -220,11 +277,7 @@ def _train(config, workdir, source, stop, started):
         writer.images(done, {'samples/aia_true_generated': tb.sample_strip(
             *(np.asarray(x.addressable_data(0))
               for x in (batch['aia'], batch['hmi'], generated)))})
-      reason = None
-      if stop.signal_name:
-        reason = f'received {stop.signal_name}'
-      elif deadline is not None and time.monotonic() > deadline:
-        reason = f'max_train_seconds={config.max_train_seconds:g} reached'
+      reason = _stop_reason(stop, deadline, config)
       if (done % config.checkpoint_every_steps == 0 or done == stop_at
           or reason):
         saved_step = ckpt.save(state, config)
@@ -244,6 +297,24 @@ def _train(config, workdir, source, stop, started):
     _print(f'stop_after_steps={stop_at} reached: checkpoint saved at step '
            f'{stop_at}/{total}; rerun without it to continue')
   return state
+
+
+_STOP_SIGNAL, _STOP_DEADLINE = 2, 1
+
+
+def _stop_reason(stop, deadline, config):
+  """Why all processes stop after this step (agreed), or None."""
+  code = 0
+  if stop.signal_name:
+    code = _STOP_SIGNAL
+  elif deadline is not None and time.monotonic() > deadline:
+    code = _STOP_DEADLINE
+  agreed = agreed_stop(code)
+  if agreed == 0:
+    return None
+  if agreed == _STOP_SIGNAL:
+    return f'received {stop.signal_name or "a signal (another process)"}'
+  return f'max_train_seconds={config.max_train_seconds:g} reached'
 
 
 def run(config, workdir, source=None):

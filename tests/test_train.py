@@ -10,6 +10,7 @@ import json
 import glob
 import os
 import signal
+import socket
 import struct
 import subprocess
 import sys
@@ -22,6 +23,7 @@ import train_helpers
 
 from magjax import checkpoints
 from magjax import input_pipeline
+from magjax import train
 from tensorboardX.proto import event_pb2
 
 CHILD = os.path.join(os.path.dirname(os.path.abspath(__file__)),
@@ -95,6 +97,53 @@ def test_two_devices_give_the_one_device_result(straight):
   for key in one:
     np.testing.assert_allclose(two[key], one[key], rtol=1e-4, atol=1e-5,
                                err_msg=key)
+
+
+def _free_port():
+  with socket.socket() as sock:
+    sock.bind(('127.0.0.1', 0))
+    return sock.getsockname()[1]
+
+
+def test_two_processes_give_the_one_process_result(straight, tmp_path, env):
+  """jax.distributed on localhost: 2 processes x 1 CPU device, one workdir."""
+  one, _, _ = straight
+  address = f'127.0.0.1:{_free_port()}'
+  spec = {'overrides': {'num_train_steps': STEPS},
+          'dump': str(tmp_path / 'multi.npz')}
+  with contextlib.ExitStack() as stack:  # both killed if anything fails
+    procs = [stack.enter_context(_child(
+        tmp_path / 'run', spec,
+        dict(env, MAGJAX_COORDINATOR_ADDRESS=address,
+             MAGJAX_NUM_PROCESSES='2', MAGJAX_PROCESS_ID=str(i))))
+             for i in range(2)]
+    results = [_finish(proc) for proc in procs]
+  for code, _, err in results:
+    assert code == 0, err[-2000:]
+  assert f'done: step {STEPS}/{STEPS}' in results[0][1]
+  assert 'step ' not in results[1][1]  # only process 0 logs
+  multi = _load(tmp_path / 'multi.npz')
+  assert multi.keys() == one.keys()
+  for key in one:
+    np.testing.assert_allclose(multi[key], one[key], rtol=1e-5, atol=1e-5,
+                               err_msg=key)
+
+
+def test_distributed_settings_from_config_then_environment():
+  config = train_helpers.load_config('rhp', 'tiny')
+  assert train.distributed_kwargs(config, {}) is None
+  environ = {'MAGJAX_COORDINATOR_ADDRESS': 'h:1234',
+             'MAGJAX_NUM_PROCESSES': '4', 'MAGJAX_PROCESS_ID': '3'}
+  assert train.distributed_kwargs(config, environ) == {
+      'coordinator_address': 'h:1234', 'num_processes': 4, 'process_id': 3}
+  config.distributed.initialize = True
+  assert train.distributed_kwargs(config, {}) == {}  # JAX auto-detects
+  config.distributed.process_id = 0
+  config.distributed.coordinator_address = 'c:1'
+  assert train.distributed_kwargs(config, environ) == {
+      'coordinator_address': 'c:1', 'num_processes': 4, 'process_id': 0}
+  with pytest.raises(train.UsageError, match='MAGJAX_NUM_PROCESSES'):
+    train.distributed_kwargs(config, {'MAGJAX_NUM_PROCESSES': 'two'})
 
 
 def test_stop_and_resume_equals_the_straight_run(straight, tmp_path, env):

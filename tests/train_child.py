@@ -6,7 +6,9 @@ in-memory source through magjax.train.run and exits with its code.
 
 With "slow": S, every example read takes S seconds (a slow disk), so that
 a test can signal a run of a few steps while it trains. With "dump", the latest checkpoint is restored afterwards and every leaf of
-the TrainState is written to that .npz (keys: pytree paths).
+the TrainState is written to that .npz (keys: pytree paths) by process 0.
+Multi-process runs: set MAGJAX_COORDINATOR_ADDRESS, MAGJAX_NUM_PROCESSES and
+MAGJAX_PROCESS_ID in the environment of each process.
 """
 
 import json
@@ -27,7 +29,7 @@ def _leaves(state):
   for path, leaf in flat:
     if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
       leaf = jax.random.key_data(leaf)
-    out[jax.tree_util.keystr(path)] = np.asarray(leaf)
+    out[jax.tree_util.keystr(path)] = np.asarray(leaf.addressable_data(0))
   return out
 
 
@@ -59,9 +61,15 @@ def main(workdir, spec):
     source = _Slow(source, spec['slow'])
   code = train.run(config, workdir, source)
   if code == 0 and spec.get('dump'):
+    # replicated over all devices of all processes (every process restores)
+    mesh = jax.sharding.Mesh(np.asarray(jax.devices()), ('data',))
+    replicated = jax.sharding.NamedSharding(mesh,
+                                            jax.sharding.PartitionSpec())
     ckpt = checkpoints.Checkpointer(workdir, read_only=True)
-    state, _ = ckpt.restore(checkpoints.abstract_train_state(config))
-    np.savez(spec['dump'], **_leaves(state))
+    state, _ = ckpt.restore(
+        checkpoints.abstract_train_state(config, replicated))
+    if jax.process_index() == 0:
+      np.savez(spec['dump'], **_leaves(state))
   return code
 
 
