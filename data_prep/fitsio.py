@@ -102,9 +102,26 @@ def _image_hdu(path, hdul):
   _fail(path, 'no 2-D image data in HDU 0 or 1')
 
 
-def _image_header(hdul, hdu):
-  """A copy of the image header; a SYNTHETIC flag kept only in an empty
-  primary HDU is carried over, so it can never be lost downstream."""
+def check_cards(path, header):
+  """DataError for a card whose value astropy cannot parse (e.g. ``NaN`` or
+  ``###`` as a value): astropy defers that to the first access, as a
+  VerifyError that is no DataError."""
+  for card in header.cards:
+    try:
+      with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        card.value  # pylint: disable=pointless-statement
+    except Exception as exc:  # astropy: VerifyError, ValueError
+      _fail(path, f'unparsable header card {card.keyword!r} '
+            f'({one_line(exc)})')
+
+
+def _image_header(path, hdul, hdu):
+  """A checked copy of the image header; a SYNTHETIC flag kept only in an
+  empty primary HDU is carried over, so it can never be lost downstream."""
+  check_cards(path, hdu.header)
+  if hdu is not hdul[0]:
+    check_cards(path, hdul[0].header)
   header = hdu.header.copy()
   if hdu is not hdul[0] and 'SYNTHETIC' in hdul[0].header \
       and 'SYNTHETIC' not in header:
@@ -285,7 +302,7 @@ def read_sdo_header(path, *, wavelength=AIA_WAVELENGTH,
   with _open(path) as hdul:
     hdu = _image_hdu(path, hdul)
     _check_complete(path, hdu)
-    header = _image_header(hdul, hdu)
+    header = _image_header(path, hdul, hdu)
   kind = validate_header(path, header, wavelength=wavelength,
                          allow_bad_quality=allow_bad_quality)
   return kind, header
@@ -309,7 +326,7 @@ def read_sdo(path, *, wavelength=AIA_WAVELENGTH, allow_bad_quality=False):
   with _open(path) as hdul:
     hdu = _image_hdu(path, hdul)
     _check_complete(path, hdu)
-    header = _image_header(hdul, hdu)
+    header = _image_header(path, hdul, hdu)
     kind = validate_header(path, header, wavelength=wavelength,
                            allow_bad_quality=allow_bad_quality)
     try:

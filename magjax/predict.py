@@ -70,6 +70,7 @@ class PredictError(Exception):
 def _raw_header(path):
   """Header of the first 2-D image HDU; PredictError if unreadable."""
   from astropy.io import fits  # pylint: disable=g-import-not-at-top
+  from data_prep import fitsio  # pylint: disable=g-import-not-at-top
   name = os.path.basename(path)
   if not os.path.isfile(path):
     raise PredictError(f'{path}: no such file')
@@ -84,6 +85,8 @@ def _raw_header(path):
           if (isinstance(hdu, (fits.PrimaryHDU, fits.ImageHDU,
                                fits.CompImageHDU))
               and hdu.header.get('NAXIS', 0) == 2):
+            fitsio.check_cards(path, hdu.header)
+            fitsio.check_cards(path, hdul[0].header)
             header = hdu.header.copy()
             if isinstance(hdu, fits.PrimaryHDU) or len(hdul) == 1:
               return header
@@ -94,6 +97,8 @@ def _raw_header(path):
             return header
   except PredictError:
     raise
+  except fitsio.DataError as e:
+    raise PredictError(str(e)) from e
   except Exception as e:  # pylint: disable=broad-except  # astropy: many kinds
     raise PredictError(f'{name}: corrupt FITS file ({_first_line(e)})') from e
   raise PredictError(f'{name}: no 2-D image in any HDU')

@@ -1,0 +1,147 @@
+"""Generates the bad-input corpus (issue 8's tests/data/bad/; tests/data is
+git-ignored, so the files go to a tmp dir) into a dir.
+
+  python tests/make_bad_corpus.py OUT_DIR
+
+Nothing binary is committed: every file is derived at test time from a
+SYNTHETIC full-disk pair (data_prep.synthesize), sunpy's test files and
+plain bytes. `make_corpus(out)` returns {name: Case}; Case.path is the file,
+Case.kind the raw-tree directory it pretends to belong to ('aia' or 'hmi'),
+Case.fragment a piece of the expected error message (prepare patch),
+Case.predict_ok True for the one file predict accepts (a prepared AIA 304
+patch: predict's patch route) and Case.patch_ok True for the one file
+`prepare patch` accepts but predict does not.
+"""
+
+import dataclasses
+import os
+import shutil
+import sys
+import warnings
+
+import numpy as np
+from astropy.io import fits
+
+BAD_TIME = '2012-07-07T07:00:00'
+_COMPRESSION_KEYS = ('ZIMAGE', 'ZBITPIX', 'ZNAXIS', 'ZNAXIS1', 'ZNAXIS2',
+                     'ZTILE1', 'ZTILE2', 'ZCMPTYPE', 'ZNAME1', 'ZVAL1',
+                     'ZNAME2', 'ZVAL2', 'ZQUANTIZ', 'ZDITHER0', 'ZBLANK')
+
+
+@dataclasses.dataclass
+class Case:
+  path: str
+  kind: str
+  fragment: str            # expected in `prepare patch`'s error line
+  predict_fragment: str = ''  # expected in predict's ('' = any)
+  predict_ok: bool = False
+
+
+def _sunpy(name):
+  import sunpy.data.test  # pylint: disable=g-import-not-at-top
+  return sunpy.data.test.get_test_filepath(name)
+
+
+def _plain(src):
+  """(float32 data, image header) of a synthetic (compressed) SDO file."""
+  with warnings.catch_warnings():
+    warnings.simplefilter('ignore')
+    with fits.open(src) as hdul:
+      hdu = hdul[1] if len(hdul) > 1 else hdul[0]
+      header = hdu.header.copy()
+      data = np.asarray(hdu.data, np.float32)
+  for key in _COMPRESSION_KEYS + ('BLANK', 'BSCALE', 'BZERO'):
+    header.remove(key, ignore_missing=True)
+  return data, header
+
+
+def _write(path, data, header):
+  with warnings.catch_warnings():
+    warnings.simplefilter('ignore')
+    fits.PrimaryHDU(data, header).writeto(path, overwrite=True)
+  return str(path)
+
+
+def make_corpus(out):
+  """Writes the corpus under `out` (flat); returns {name: Case}."""
+  from data_prep import patches  # pylint: disable=g-import-not-at-top
+  from data_prep.synthesize import synthesize_pair  # pylint: disable=g-import-not-at-top
+  os.makedirs(out, exist_ok=True)
+  src_dir = os.path.join(out, '_src')
+  aia, hmi = synthesize_pair(BAD_TIME, 256, 0, src_dir)
+  data, header = _plain(aia)
+  cases = {}
+
+  def add(name, kind, fragment, predict_fragment='', predict_ok=False):
+    cases[name] = Case(os.path.join(out, name), kind, fragment,
+                       predict_fragment, predict_ok)
+    return cases[name].path
+
+  good = open(aia, 'rb').read()
+  with open(add('truncated.fits', 'aia', 'truncated'), 'wb') as f:
+    f.write(good[:len(good) // 2])
+  with open(add('garbage.fits', 'aia', 'not a FITS file'), 'wb') as f:
+    f.write(np.random.default_rng(0).bytes(5000))
+  with open(add('empty.fits', 'aia', 'empty'), 'wb') as f:
+    pass
+  shutil.copy(_sunpy('EIT/efz20040301.000010_s.fits'),
+              add('eit.fits', 'aia', 'not an SDO AIA or HMI file',
+                  'not an SDO/AIA file'))
+  shutil.copy(_sunpy('resampled_hmi.fits'),
+              add('hmi_other.fits', 'hmi', 'HMI', ''))
+  shutil.copy(_sunpy('aia_171_level1.fits'),
+              add('aia_171.fits', 'aia', 'WAVELNTH is 171', 'WAVELNTH is 171'))
+  for key, name in (('EXPTIME', 'no_exptime'), ('T_OBS', 'no_t_obs'),
+                    ('DATE-OBS', 'no_date_obs')):
+    h = header.copy()
+    del h[key]
+    _write(add(f'{name}.fits', 'aia', key), data, h)
+  # EXPTIME = NaN as the card text: astropy parses it only on access.
+  nan_card = add('exptime_nan_card.fits', 'aia', "unparsable header card "
+                 "'EXPTIME'")
+  raw = open(_write(nan_card, data, header), 'rb').read()
+  at = raw.index(b'EXPTIME =')
+  with open(nan_card, 'wb') as f:
+    f.write(raw[:at] + f'{"EXPTIME":<8}= {"NaN":>20}'.ljust(80).encode()
+            + raw[at + 80:])
+  h = header.copy()
+  h['EXPTIME'] = 0.0
+  _write(add('exptime_0.fits', 'aia', 'EXPTIME 0'), data, h)
+  _write(add('all_nan.fits', 'aia', 'all NaN'),
+         np.full_like(data, np.nan), header)
+  h = header.copy()
+  h['QUALITY'] = 0x00010000
+  _write(add('quality.fits', 'aia', 'QUALITY is 65536'), data, h)
+  h = header.copy()
+  h['WAVELNTH'] = 'three hundred'
+  _write(add('wavelnth_text.fits', 'aia', 'WAVELNTH'), data, h)
+  h = header.copy()
+  h['CDELT1'] = h['CDELT2'] = header['CDELT1'] / 4
+  _write(add('cutout.fits', 'aia', 'does not fit'), data, h)
+  # A patch where a full disk is expected (prepare patch's input), and an
+  # HMI patch where predict expects an AIA 304 one. A prepared AIA patch is
+  # a valid predict input (its patch route): the corpus's one good file.
+  with warnings.catch_warnings():
+    warnings.simplefilter('ignore')
+    patches.patch_file(aia, add('aia_patch.fits', 'aia',
+                                'heliographic patch', predict_ok=True))
+    patches.patch_file(hmi, add('hmi_patch.fits', 'hmi',
+                                'heliographic patch', 'SDO/HMI file'))
+    pdata, pheader = _plain(cases['aia_patch.fits'].path)
+    pheader['BUNIT'] = 'G'
+    _write(add('aia_patch_gauss.fits', 'aia', 'heliographic patch',
+               'BUNIT'), pdata, pheader)
+    # A full-disk image in HDU 2 (tile-compressed), behind a table.
+    fits.HDUList([
+        fits.PrimaryHDU(),
+        fits.BinTableHDU.from_columns(
+            [fits.Column(name='a', format='E', array=np.zeros(3))]),
+        fits.CompImageHDU(data, header)]).writeto(
+            add('compressed_hdu2.fits', 'aia', 'HDU 2', 'HDU 2'))
+  shutil.rmtree(src_dir)
+  return cases
+
+
+if __name__ == '__main__':
+  for case_name, case in make_corpus(sys.argv[1]).items():
+    print(case_name, case.fragment)
