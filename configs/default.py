@@ -3,7 +3,9 @@
 Every hyper-parameter of the project lives here (or in a variant that
 overrides it); nothing numeric is hard-coded in the training loop.
 Variants: configs/pix2pix.py, configs/cat.py, configs/rhp.py, each taking an
-optional config string (`configs/rhp.py:cpu`, `configs/rhp.py:tiny`).
+optional config string (`configs/rhp.py:cpu`, `configs/rhp.py:tiny`,
+`configs/rhp.py:gpu8`, `configs/rhp.py:tpu`; launch recipes in
+docs/CLUSTER.md).
 """
 
 import ml_collections
@@ -14,7 +16,9 @@ def get_config(config_string=None):
 
   Args:
     config_string: None or '' for the paper's settings, 'cpu' for a run that
-      trains visibly on 2 CPU cores in minutes, 'tiny' for tests.
+      trains visibly on 2 CPU cores in minutes, 'tiny' for tests, 'gpu8' for
+      GPU nodes of 8 devices, 'tpu' for a Cloud TPU slice (both: the global
+      batch is per_device_batch_size x jax.device_count() at run time).
 
   Returns:
     A ConfigDict.
@@ -27,9 +31,13 @@ def get_config(config_string=None):
     _apply_cpu(config)
   elif config_string == 'tiny':
     _apply_tiny(config)
+  elif config_string == 'gpu8':
+    _apply_gpu8(config)
+  elif config_string == 'tpu':
+    _apply_tpu(config)
   elif config_string:
     raise ValueError(f'unknown config string {config_string!r} '
-                     "(expected '', 'cpu' or 'tiny')")
+                     "(expected '', 'cpu', 'tiny', 'gpu8' or 'tpu')")
   return config
 
 
@@ -59,6 +67,9 @@ def get_paper_config():
 
   # --------------------------------------------------------------- training
   config.batch_size = 32  # global batch, split over all devices
+  # > 0: the global batch is this x jax.device_count() (all processes),
+  # resolved by train.py at run time; batch_size is then ignored.
+  config.per_device_batch_size = 0
   config.num_epochs = 200
   config.num_train_steps = -1  # -1: derived from num_epochs
   config.learning_rate = 2e-4
@@ -133,6 +144,29 @@ def _apply_tiny(config):
   config.model.ngf = 8
   config.model.ndf = 8
   config.model.num_downs = 5
+
+
+def _apply_gpu8(config):
+  """The paper's model and 512^2 crops on GPU nodes of 8 devices.
+
+  4 per device: the paper's batch of 32 on one node, 32 x nodes on several
+  (scale learning_rate yourself if you want to). half_precision (bf16
+  compute, float32 master weights) stays off for the paper's numerics; turn
+  it on with --config.half_precision=True.
+  """
+  config.per_device_batch_size = 4
+  config.log_every_steps = 50
+  config.sample_every_steps = 1000
+  config.checkpoint_every_steps = 1000
+
+
+def _apply_tpu(config):
+  """A Cloud TPU slice: bf16 compute, batch and mesh from the device count."""
+  config.per_device_batch_size = 4
+  config.half_precision = True
+  config.log_every_steps = 50
+  config.sample_every_steps = 1000
+  config.checkpoint_every_steps = 1000
 
 
 def get_model_config(name):

@@ -5,6 +5,16 @@ import ml_collections
 NAN_POLICIES = ('stop', 'skip')
 
 
+def global_batch_size(config, num_devices):
+  """per_device_batch_size x num_devices when set (> 0), else batch_size."""
+  if config.per_device_batch_size < 0:
+    raise ValueError('per_device_batch_size must be >= 0, got '
+                     f'{config.per_device_batch_size}')
+  if config.per_device_batch_size:
+    return int(config.per_device_batch_size * num_devices)
+  return int(config.batch_size)
+
+
 def num_train_steps(config, num_train_examples):
   """`config.num_train_steps`, or num_epochs * examples / batch when -1."""
   if config.num_train_steps > 0:

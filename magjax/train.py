@@ -157,10 +157,19 @@ def make_train_step(config, state_sharding, batch_sharding):
 
 
 def _resolve(config, source):
-  """A copy of config with num_train_steps derived; UsageError if unfit."""
+  """A copy of config with batch_size and num_train_steps derived.
+
+  batch_size becomes per_device_batch_size x jax.device_count() when
+  per_device_batch_size > 0 (configs :gpu8, :tpu).
+
+  Raises:
+    UsageError: a config unfit for the source or devices.
+  """
   config = ml_collections.ConfigDict(config.to_dict())
   try:
     shape = input_pipeline.image_shape(source)
+    config.batch_size = config_utils.global_batch_size(config,
+                                                       jax.device_count())
     config_utils.validate(config, shape, jax.device_count(),
                           jax.process_count())
     config.num_train_steps = config_utils.num_train_steps(config, len(source))

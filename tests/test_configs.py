@@ -111,3 +111,35 @@ def test_cli_errors_are_one_line_with_exit_code_2(args, message, tmp_path):
   errors = [l for l in result.stderr.splitlines() if l.startswith('error:')]
   assert len(errors) == 1 and message in errors[0], result.stderr
   assert 'Traceback' not in result.stderr
+
+
+@pytest.mark.parametrize('variant', ['pix2pix', 'cat', 'rhp'])
+@pytest.mark.parametrize('string, devices, batch', [
+    ('gpu8', 8, 32), ('gpu8', 16, 64), ('tpu', 8, 32), ('tpu', 32, 128)])
+def test_cluster_strings_resolve_the_batch_from_the_device_count(
+    variant, string, devices, batch):
+  config = train_helpers.load_config(variant, string)
+  assert config.model.name == variant
+  assert (config.crop_size, config.model.num_downs) == (512, 8)
+  assert config.half_precision is (string == 'tpu')
+  assert config_utils.global_batch_size(config, devices) == batch
+  config.batch_size = config_utils.global_batch_size(config, devices)
+  config_utils.validate(config, (800, 900), num_devices=devices,
+                        num_processes=devices // 8)
+
+
+def test_per_device_batch_size_zero_keeps_batch_size():
+  config = train_helpers.load_config('rhp', None)
+  assert config.per_device_batch_size == 0
+  assert config_utils.global_batch_size(config, 8) == 32
+  config.per_device_batch_size = -1
+  with pytest.raises(ValueError, match='per_device_batch_size'):
+    config_utils.global_batch_size(config, 8)
+
+
+def test_gpu8_parses_with_cluster_overrides():
+  config = _parse('--config.distributed.initialize=True',
+                  '--config.half_precision=True',
+                  '--config.per_device_batch_size=2', variant='rhp.py:gpu8')
+  assert config.distributed.initialize is True
+  assert config_utils.global_batch_size(config, 8) == 16

@@ -129,6 +129,20 @@ def test_two_processes_give_the_one_process_result(straight, tmp_path, env):
                                err_msg=key)
 
 
+def test_per_device_batch_size_sets_the_global_batch(straight, tmp_path,
+                                                      env):
+  one, _, _ = straight
+  spec = {'overrides': {'num_train_steps': STEPS, 'batch_size': 999,
+                        'per_device_batch_size': 2},
+          'dump': str(tmp_path / 'final.npz')}
+  with _child(tmp_path / 'run', spec, env) as proc:
+    code, _, err = _finish(proc)
+  assert code == 0, err[-2000:]
+  final = _load(tmp_path / 'final.npz')
+  for key in one:  # 2 x 1 device: the batch of 2 of the straight run
+    np.testing.assert_array_equal(final[key], one[key], err_msg=key)
+
+
 def test_distributed_settings_from_config_then_environment():
   config = train_helpers.load_config('rhp', 'tiny')
   assert train.distributed_kwargs(config, {}) is None
