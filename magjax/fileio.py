@@ -9,6 +9,7 @@ name. The tmp file lives in the destination directory (same file system, so
 """
 
 import contextlib
+import io
 import os
 import tempfile
 
@@ -45,6 +46,12 @@ def write_bytes_atomic(path, data):
 
 
 def write_hdulist_atomic(path, hdulist, output_verify='silentfix'):
-  """Writes an astropy HDUList to `path` atomically."""
-  with atomic_write(path) as f:
-    hdulist.writeto(f, output_verify=output_verify)
+  """Writes an astropy HDUList to `path` atomically.
+
+  Serialised in memory first: astropy's own write into a file object turns
+  a full disk (ENOSPC / EFBIG) into an AttributeError from its free-space
+  check; a plain write of the bytes raises the OSError itself.
+  """
+  buffer = io.BytesIO()
+  hdulist.writeto(buffer, output_verify=output_verify)
+  write_bytes_atomic(path, buffer.getvalue())

@@ -283,7 +283,10 @@ def write_output(path, mean, header, std=None):
     hdus.append(fits.ImageHDU(std.astype(np.float32), header=std_header,
                               name='STDDEV'))
   from magjax import fileio  # pylint: disable=g-import-not-at-top
-  fileio.write_hdulist_atomic(path, fits.HDUList(hdus))
+  try:
+    fileio.write_hdulist_atomic(path, fits.HDUList(hdus))
+  except OSError as e:  # read-only dir, full disk, file size limit
+    raise PredictError(f'{path}: cannot write ({e.strerror or e})') from e
 
 
 # -------------------------------------------------------------------- CLI
