@@ -3,8 +3,13 @@
 Steps: read every header under ``--raw`` and pair AIA with HMI by time
 (:mod:`data_prep.pairing`); assign each pair a date split
 (:mod:`data_prep.splits`); run :func:`process_pair` for each pair in a
-process pool; the parent alone appends one JSON line per pair to
-``OUT/manifest.jsonl`` (:mod:`data_prep.manifest`).
+process pool, or on dask.distributed with ``--scheduler local`` (a
+LocalCluster of ``--workers`` processes) or ``--scheduler HOST:PORT`` (an
+existing scheduler whose workers see ``--raw`` and ``--out`` at the same
+paths and can import ``data_prep``); the parent alone appends one JSON line
+per pair to ``OUT/manifest.jsonl`` (:mod:`data_prep.manifest`). Workers
+write the patch files straight into the one OUT tree, so the outputs and the
+manifest do not depend on the engine.
 
 Outputs: ``OUT/<split>/<pair_id>_aia.fits`` and ``..._hmi.fits`` (float32,
 NaN off-disk, written atomically), ``pair_id`` = AIA time ``YYYYMMDDTHHMMSS``.
@@ -43,6 +48,9 @@ from data_prep import manifest as manifest_lib
 from data_prep import pairing
 from data_prep import splits as splits_lib
 
+# Seconds to wait for a dask scheduler given by address.
+DASK_CONNECT_TIMEOUT = 30
+
 # Skip reasons that a rerun cannot change: not retried on resume.
 FINAL_ERRORS = frozenset({'DataError', 'NoSplit', 'DuplicatePairId'})
 
@@ -56,6 +64,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       '.fits and manifest.jsonl)')
   parser.add_argument('--workers', type=int, default=2,
                       help='worker processes (1: run in this process)')
+  parser.add_argument('--scheduler', default=None, metavar='local|ADDRESS',
+                      help='run on dask.distributed: "local" starts a '
+                      'LocalCluster of --workers processes, an address '
+                      '(tcp://host:8786) uses that scheduler; default: a '
+                      'local process pool')
   parser.add_argument('--tolerance', type=float, default=60.0,
                       help='max |t_hmi - t_aia| in seconds to pair (default 60)')
   parser.add_argument('--split', action='append', default=None,
@@ -86,7 +99,12 @@ def run(args: argparse.Namespace) -> int:
   except (OSError, ValueError) as e:
     return _fail(_one_line(str(e)))
 
-  with writer, make_executor(args.workers) as executor:
+  with writer, contextlib.ExitStack() as stack:
+    try:
+      executor = stack.enter_context(make_executor(
+          args.workers, getattr(args, 'scheduler', None)))
+    except (ImportError, OSError, ValueError) as e:
+      return _fail(_one_line(f'--scheduler {args.scheduler}: {e}'))
     map_fn = map if executor is None else functools.partial(
         executor.map, chunksize=32)
     observations, unreadable = pairing.scan(os.path.abspath(args.raw), map_fn)
@@ -95,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
     tasks, resolved, reused = plan(pairs, splits, args.out, previous)
     print(f'build: {len(pairs)} pairs, {len(unpaired)} unpaired files, '
           f'{reused} already done, {len(tasks)} to process '
-          f'with {args.workers} worker(s)', flush=True)
+          f'with {_engine(args, executor)}', flush=True)
 
     # Lines without a pair id (unpaired files, duplicates) are re-derived on
     # every run: append only those not already in the manifest.
@@ -242,13 +260,49 @@ def _synthetic(*patch_maps) -> bool:
   return any(bool(m.meta.get('synthetic', False)) for m in patch_maps)
 
 
-def make_executor(workers: int):
-  """A process pool of ``workers`` (spawned: clean workers, no fork of a
-  parent holding threads), or a null context giving None for 1 worker."""
+def make_executor(workers: int, scheduler: str | None = None):
+  """A context manager giving the executor of the per-pair work.
+
+  No scheduler: a process pool of ``workers`` (spawned: clean workers, no
+  fork of a parent holding threads), or None (run here) for 1 worker.
+  ``scheduler='local'``: a dask LocalCluster of ``workers`` single-threaded
+  processes; any other value: the address of a running dask scheduler. Both
+  give ``client.get_executor()`` (a concurrent.futures executor).
+
+  Raises:
+    OSError / ValueError: the scheduler cannot be reached.
+  """
+  if scheduler:
+    return _dask_executor(workers, scheduler)
   if workers <= 1:
     return contextlib.nullcontext(None)
   return concurrent.futures.ProcessPoolExecutor(
       workers, mp_context=multiprocessing.get_context('spawn'))
+
+
+@contextlib.contextmanager
+def _dask_executor(workers: int, scheduler: str):
+  """client.get_executor() of a LocalCluster or of the given scheduler."""
+  import distributed  # pylint: disable=g-import-not-at-top
+  with contextlib.ExitStack() as stack:
+    if scheduler == 'local':
+      cluster = stack.enter_context(distributed.LocalCluster(
+          n_workers=workers, threads_per_worker=1, processes=True,
+          dashboard_address=None))
+      client = stack.enter_context(distributed.Client(cluster))
+    else:
+      client = stack.enter_context(
+          distributed.Client(scheduler, timeout=DASK_CONNECT_TIMEOUT))
+    yield client.get_executor()
+
+
+def _engine(args: argparse.Namespace, executor) -> str:
+  """How the pairs are processed, for the first progress line."""
+  if getattr(args, 'scheduler', None) and executor is not None:
+    client = executor._client  # pylint: disable=protected-access
+    n = len(client.scheduler_info(n_workers=-1)['workers'])
+    return f'dask ({args.scheduler}, {n} worker(s))'
+  return f'{args.workers} worker(s)'
 
 
 def run_tasks(tasks: list[dict], executor=None) -> Iterator[dict[str, Any]]:

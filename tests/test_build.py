@@ -470,3 +470,45 @@ def test_build_integration_kill_and_resume(synthetic_raw, tmp_path, pool,
     np.testing.assert_array_equal(files2[path][0], data)
     assert files2[path][1] == header
   assert not list(out.glob('*/.*.tmp'))
+
+
+def _files_bytes(out):
+  return {str(p.relative_to(out)): p.read_bytes()
+          for p in sorted(out.glob('*/*.fits'))}
+
+
+def test_dask_build_equals_the_serial_build(synthetic_raw, tmp_path, capsys):
+  """--scheduler local (a LocalCluster of 2 workers) vs --workers 1."""
+  serial_out, dask_out = tmp_path / 'serial', tmp_path / 'dask'
+  started = _time.monotonic()
+  rc, stdout = _run_build(synthetic_raw, serial_out, False, capsys)
+  serial_s = _time.monotonic() - started
+  assert rc == 0, stdout
+  started = _time.monotonic()
+  done = subprocess.run(_cli(synthetic_raw, dask_out, 2)
+                        + ['--scheduler', 'local'],
+                        capture_output=True, text=True, timeout=300)
+  dask_s = _time.monotonic() - started
+  assert done.returncode == 0, done.stderr[-2000:]
+  assert 'with dask (local, 2 worker(s))' in done.stdout
+  assert '[4/4] ' in done.stdout  # the progress line reaches the end
+  print(f'serial build {serial_s:.1f} s, dask build {dask_s:.1f} s')
+  serial, dask = _snapshot(serial_out), _snapshot(dask_out)
+  assert dask[0] == serial[0] and dask[1] == serial[1]  # manifest content
+  assert _files_bytes(dask_out) == _files_bytes(serial_out)
+  assert len(_files_bytes(serial_out)) == 6
+
+
+def test_unreachable_dask_scheduler_is_a_one_line_error(tmp_path, capsys,
+                                                        monkeypatch):
+  monkeypatch.setattr(build, 'DASK_CONNECT_TIMEOUT', 2)
+  raw = tmp_path / 'raw'
+  raw.mkdir()
+  capsys.readouterr()
+  rc = build.run(argparse.Namespace(
+      raw=str(raw), out=str(tmp_path / 'out'), workers=1, tolerance=60.0,
+      splits=None, scheduler='tcp://127.0.0.1:9'))
+  err = capsys.readouterr().err
+  assert rc == 2, err
+  assert err.startswith('error: --scheduler tcp://127.0.0.1:9: ')
+  assert len(err.strip().splitlines()) == 1, err
