@@ -143,6 +143,32 @@ def test_per_device_batch_size_sets_the_global_batch(straight, tmp_path,
     np.testing.assert_array_equal(final[key], one[key], err_msg=key)
 
 
+@pytest.mark.slow
+def test_sigterm_to_one_process_stops_both_at_the_same_step(tmp_path, env):
+  address = f'127.0.0.1:{_free_port()}'
+  spec = {'slow': 0.5, 'overrides': {'num_train_steps': 3 * STEPS,
+                                     'log_every_steps': 1}}
+  with contextlib.ExitStack() as stack:  # both killed if anything fails
+    procs = [stack.enter_context(_child(
+        tmp_path, spec,
+        dict(env, MAGJAX_COORDINATOR_ADDRESS=address,
+             MAGJAX_NUM_PROCESSES='2', MAGJAX_PROCESS_ID=str(i))))
+             for i in range(2)]
+    for line in procs[0].stdout:  # process 0 logs; wait until it trains
+      if line.startswith('step 1/'):
+        break
+    procs[1].send_signal(signal.SIGTERM)  # the other process only
+    results = [_finish(proc) for proc in procs]
+  for code, _, err in results:
+    assert code == 0, err[-2000:]
+  out = results[0][1]
+  assert 'received a signal (another process): checkpoint saved at step' in out
+  saved = int(out.split('checkpoint saved at step ')[1].split(';')[0])
+  assert 1 <= saved < 3 * STEPS
+  assert checkpoints.Checkpointer(tmp_path,
+                                  read_only=True).latest_step() == saved
+
+
 def test_distributed_settings_from_config_then_environment():
   config = train_helpers.load_config('rhp', 'tiny')
   assert train.distributed_kwargs(config, {}) is None
