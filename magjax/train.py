@@ -6,6 +6,12 @@ replicated. The run resumes from the latest checkpoint of the workdir; the
 input pipeline is a pure function of (seed, step), so the step is the whole
 data position. SIGTERM / SIGINT, `max_train_seconds` and `stop_after_steps`
 checkpoint at the next step boundary and return normally.
+
+Multi-host (docs/CLUSTER.md): jax.distributed is initialised from
+config.distributed or the MAGJAX_* variables (else JAX's auto-detection);
+the mesh spans all processes' devices, each process loads its rows of every
+batch, only process 0 logs, all take part in checkpoints, and the stop
+decision is all-gathered every step so every process stops at the same one.
 """
 
 import functools
@@ -65,10 +71,11 @@ def distributed_kwargs(config, environ=None):
   address = dist.coordinator_address or environ.get(ENV_COORDINATOR, '')
   if address:
     kwargs['coordinator_address'] = address
-  for key, field, var in (('num_processes', dist.num_processes,
-                           ENV_NUM_PROCESSES),
-                          ('process_id', dist.process_id, ENV_PROCESS_ID)):
-    if field >= 0 and not (key == 'num_processes' and field == 0):
+  for key, field_set, field, var in (
+      ('num_processes', dist.num_processes > 0, dist.num_processes,
+       ENV_NUM_PROCESSES),
+      ('process_id', dist.process_id >= 0, dist.process_id, ENV_PROCESS_ID)):
+    if field_set:
       kwargs[key] = int(field)
     elif environ.get(var, ''):
       try:
