@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 TEST_DATA := .cache/test-data
 PYTEST_ARGS ?=
 
-.PHONY: install test test-all test-data data demo clean
+.PHONY: install test test-all test-data data demo clean faults
 
 install: $(STAMP)
 
@@ -31,6 +31,13 @@ test: $(STAMP) test-data
 
 test-all: $(STAMP) test-data
 	$(call run_pytest,-m "slow or not slow")
+
+# Fault injection (tests/faults, slow) and the bad-input corpus: each test
+# appends its counts to .cache/faults/ledger.jsonl; the table sums them.
+faults: $(STAMP)
+	rm -f .cache/faults/ledger.jsonl
+	$(PY) -m pytest -m "slow or not slow" tests/faults tests/test_bad_inputs.py $(PYTEST_ARGS); rc=$$?; \
+	$(PY) tests/faults/summarize.py || rc=1; exit $$rc
 
 # The embedded, SYNTHETIC data set: full-disk FITS -> patches -> TFDS sdo_ar.
 data: $(STAMP)
