@@ -63,3 +63,32 @@ def test_each_bad_file_gets_one_error_line(corpus, tmp_path, command):
   ledger.record(f'bad inputs: {command} (CLI)', bad_inputs=len(jobs),
                 clear_errors=len(jobs) - len(failed))
   assert not failed, failed
+
+
+def _limit_file_size():
+  """In the child: files may not grow past 64 KiB (EFBIG, not SIGXFSZ)."""
+  import resource  # pylint: disable=g-import-not-at-top
+  import signal  # pylint: disable=g-import-not-at-top
+  signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+  resource.setrlimit(resource.RLIMIT_FSIZE, (65536, 65536))
+
+
+def test_predict_output_that_cannot_be_written(corpus, tmp_path):
+  """A full disk (file size limit) under predict: one line, no file."""
+  workdir = str(tmp_path / 'rhp')
+  eval_helpers.save_checkpoint(workdir, eval_helpers.tiny_config('rhp'),
+                               step=1)
+  out = tmp_path / 'out' / 'm.fits'
+  out.parent.mkdir()
+  proc = subprocess.run(
+      [sys.executable, '-m', 'magjax.predict', '--workdir', workdir,
+       '--input', corpus['aia_patch.fits'].path, '--output', str(out)],
+      cwd=ROOT, capture_output=True, text=True, timeout=300,
+      preexec_fn=_limit_file_size,
+      env=dict(os.environ, JAX_PLATFORMS='cpu', PYTHONDONTWRITEBYTECODE='1'))
+  clear = _clear(proc, 'cannot write', str(out))
+  left = list(out.parent.iterdir())
+  ledger.record('predict: output file size limit (EFBIG)', faults=1,
+                recovered=int(clear), lost=len(left))
+  assert clear, (proc.returncode, proc.stderr[-2000:])
+  assert left == []
