@@ -262,11 +262,7 @@ def _arrays(example):
   return aia, hmi, mask
 
 
-def dataset_label(synthetic):
-  """'SYNTHETIC', 'real' or 'UNKNOWN' (no synthetic flag in the data)."""
-  if synthetic is None:
-    return 'UNKNOWN'
-  return 'SYNTHETIC' if synthetic else 'real'
+dataset_label = input_pipeline.data_label  # 'SYNTHETIC', 'real', 'UNKNOWN'
 
 
 def _combine_synthetic(flags):

@@ -132,6 +132,25 @@ def image_shape(source):
   return tuple(np.shape(source[0]['hmi'])[:2])
 
 
+def synthetic_flag(source):
+  """The first example's SYNTHETIC flag (True / False), None if it has none.
+
+  A data set is built from one kind of patches (the sdo_ar builder refuses
+  a mix), so the first example speaks for the source.
+  """
+  example = source[0]
+  if not hasattr(example, 'get') or example.get('synthetic') is None:
+    return None
+  return bool(np.asarray(example['synthetic']))
+
+
+def data_label(synthetic):
+  """'SYNTHETIC', 'real' or 'UNKNOWN' for a synthetic flag."""
+  if synthetic is None:
+    return 'UNKNOWN'
+  return 'SYNTHETIC' if synthetic else 'real'
+
+
 def to_global(batch, sharding):
   """Process-local NumPy rows -> one global jax.Array sharded by `sharding`."""
   return jax.tree.map(

@@ -43,7 +43,7 @@ def config_hash(config):
 
 def trained_on_synthetic(config):
   """True when `config`'s data set is the SYNTHETIC `sdo_ar` build."""
-  if 'synthetic' in config:
+  if config.get('synthetic') is not None:  # recorded by train.py from the data
     return bool(config.synthetic)
   name = str(config.get('dataset', 'sdo_ar'))
   builder_config = name.split('/', 1)[1] if '/' in name else 'synthetic'

@@ -34,6 +34,10 @@ class Writer:
       self._writer.add_image(name, np.clip(image, 0, 1), global_step=step,
                              dataformats='HWC')
 
+  def text(self, step, tag, text):
+    if self._writer is not None:
+      self._writer.add_text(tag, text, global_step=step)
+
   def flush(self):
     if self._writer is not None:
       self._writer.flush()

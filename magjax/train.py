@@ -167,7 +167,9 @@ def _resolve(config, source):
   """A copy of config with batch_size and num_train_steps derived.
 
   batch_size becomes per_device_batch_size x jax.device_count() when
-  per_device_batch_size > 0 (configs :gpu8, :tpu).
+  per_device_batch_size > 0 (configs :gpu8, :tpu). `synthetic` records the
+  data's SYNTHETIC flag: it is saved with every checkpoint, and predict
+  writes it as TRAINSYN.
 
   Raises:
     UsageError: a config unfit for the source or devices.
@@ -180,6 +182,7 @@ def _resolve(config, source):
     config_utils.validate(config, shape, jax.device_count(),
                           jax.process_count())
     config.num_train_steps = config_utils.num_train_steps(config, len(source))
+    config.synthetic = input_pipeline.synthetic_flag(source)
   except ValueError as e:
     raise UsageError(str(e)) from e
   return config
@@ -256,6 +259,11 @@ def _train(config, workdir, source, stop, started):
                                             aia, config),
       in_shardings=(replicated, batch_sharding))
   writer = tb.Writer(workdir)
+  label = input_pipeline.data_label(config.synthetic)
+  _print(f'training {config.model.name} on {label} data ({config.dataset}, '
+         f'{config.train_split}) from step {start} to {stop_at}')
+  writer.text(start, 'data', f'{label} data: {config.dataset} '
+              f'{config.train_split}')
   progress = tb.Progress(total, start)
   deadline = (started + config.max_train_seconds
               if config.max_train_seconds > 0 else None)

@@ -17,10 +17,9 @@ STEP = 6
 
 
 def _source(num, synthetic=True, height=40, width=48):
-  source = eval_helpers.memory_source(num, height, width, seed=1)
+  source = eval_helpers.memory_source(num, height, width, seed=1,
+                                      synthetic=synthetic)
   for i, example in enumerate(source):
-    if synthetic is not None:
-      example['synthetic'] = np.bool_(synthetic)
     example['pair_id'] = f'201210{i + 1:02d}T000000'.encode()  # TFDS: bytes
     example['t_aia'] = f'2012-10-{i + 1:02d}T00:00:00'
   return source

@@ -87,6 +87,7 @@ def _straight(tmp_path_factory, env):
   for code, out, err in results:
     assert code == 0, err[-2000:]
     assert f'done: step {STEPS}/{STEPS}' in out
+    assert 'training rhp on SYNTHETIC data' in out
   return _load(root / 'one.npz'), _load(root / 'two.npz'), root / 'one'
 
 
@@ -194,6 +195,8 @@ def test_stop_and_resume_equals_the_straight_run(straight, tmp_path, env):
     code, out, err = _finish(proc)
   assert code == 0, err[-2000:]
   assert f'checkpoint saved at step {STEPS // 2}/{STEPS}' in out
+  meta = checkpoints.Checkpointer(tmp_path, read_only=True).read_meta()
+  assert meta['config']['synthetic'] is True  # the data's flag, for predict
   # another model on the same workdir: refused before anything is touched
   with _child(tmp_path, {'variant': 'pix2pix'}, env) as proc:
     code, _, err = _finish(proc)

@@ -20,8 +20,10 @@ def load_config(variant='rhp', config_string='tiny'):
   return module.get_config(config_string)
 
 
-def memory_source(num_examples=3, height=40, width=48, seed=0, nan_at=None):
-  """A list of sdo_ar-like examples: AIA in DN/s, HMI in gauss, a disk mask.
+def memory_source(num_examples=3, height=40, width=48, seed=0, nan_at=None,
+                  synthetic=True):
+  """A list of sdo_ar-like examples: AIA in DN/s, HMI in gauss, a disk mask
+  and the SYNTHETIC flag (`synthetic`; None leaves the feature out).
 
   nan_at: optional example index whose valid AIA pixels are all NaN.
   """
@@ -35,6 +37,9 @@ def memory_source(num_examples=3, height=40, width=48, seed=0, nan_at=None):
             < (0.6 * width) ** 2)[..., None]
     if i == nan_at:
       aia[...] = np.nan
-    examples.append({'aia': aia.astype(np.float32),
-                     'hmi': hmi.astype(np.float32), 'mask': mask})
+    example = {'aia': aia.astype(np.float32),
+               'hmi': hmi.astype(np.float32), 'mask': mask}
+    if synthetic is not None:
+      example['synthetic'] = np.bool_(synthetic)
+    examples.append(example)
   return examples
