@@ -22,7 +22,6 @@ import pytest
 import train_helpers
 
 from magjax import checkpoints
-from magjax import input_pipeline
 from magjax import train
 from tensorboardX.proto import event_pb2
 
@@ -249,22 +248,10 @@ def test_sigkill_and_resume_equals_the_straight_run(straight, tmp_path, env):
     np.testing.assert_array_equal(resumed[key], one[key], err_msg=key)
 
 
-def _step_of_first_use(config, num_examples=3):
-  """(example, step): the example first used latest, and that step."""
-  sampler = input_pipeline.BatchSampler(num_examples, (40, 48),
-                                        config.batch_size, config.crop_size,
-                                        config.seed)
-  first = {}
-  for step in range(num_examples):
-    for index, _, _ in sampler.rows(step):
-      first.setdefault(index, step)
-  return max(first.items(), key=lambda item: item[1])
-
-
 def test_nan_stops_naming_the_step_and_keeps_the_last_checkpoint(tmp_path,
                                                                  env):
   config = train_helpers.load_config('rhp', 'tiny')
-  example, bad_step = _step_of_first_use(config)
+  example, bad_step = train_helpers.step_of_first_use(config)
   assert bad_step >= 1
   spec = {'nan_at': example,
           'overrides': {'num_train_steps': STEPS, 'checkpoint_every_steps': 1}}
@@ -283,7 +270,7 @@ def test_nan_stops_naming_the_step_and_keeps_the_last_checkpoint(tmp_path,
 
 def test_nan_skip_policy_skips_and_finishes(tmp_path, env):
   config = train_helpers.load_config('rhp', 'tiny')
-  example, _ = _step_of_first_use(config)
+  example, _ = train_helpers.step_of_first_use(config)
   spec = {'nan_at': example, 'dump': str(tmp_path / 'final.npz'),
           'overrides': {'num_train_steps': STEPS, 'nan_policy': 'skip'}}
   with _child(tmp_path, spec, env) as proc:

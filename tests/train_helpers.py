@@ -43,3 +43,17 @@ def memory_source(num_examples=3, height=40, width=48, seed=0, nan_at=None,
       example['synthetic'] = np.bool_(synthetic)
     examples.append(example)
   return examples
+
+
+def step_of_first_use(config, num_examples=3, height=40, width=48):
+  """(example, step): the memory_source example first used latest, and that
+  step (where a NaN planted in that example first reaches training)."""
+  from magjax import input_pipeline  # pylint: disable=g-import-not-at-top
+  sampler = input_pipeline.BatchSampler(num_examples, (height, width),
+                                        config.batch_size, config.crop_size,
+                                        config.seed)
+  first = {}
+  for step in range(num_examples):
+    for index, _, _ in sampler.rows(step):
+      first.setdefault(index, step)
+  return max(first.items(), key=lambda item: item[1])

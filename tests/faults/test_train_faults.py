@@ -184,21 +184,9 @@ def test_signals_at_random_moments_then_resume_equals_straight_run(
   assert recovered == injected, (recovered, injected)
 
 
-def _step_of_first_use(config, num_examples=3):
-  from magjax import input_pipeline
-  sampler = input_pipeline.BatchSampler(num_examples, (40, 48),
-                                        config.batch_size, config.crop_size,
-                                        config.seed)
-  first = {}
-  for step in range(num_examples):
-    for index, _, _ in sampler.rows(step):
-      first.setdefault(index, step)
-  return max(first.items(), key=lambda item: item[1])
-
-
 def test_nan_batch_stops_naming_the_step_or_is_skipped(tmp_path, env):
   config = train_helpers.load_config('rhp', 'tiny')
-  example, bad_step = _step_of_first_use(config)
+  example, bad_step = train_helpers.step_of_first_use(config)
   spec = {'nan_at': example, 'overrides': dict(OVERRIDES, num_train_steps=4)}
   with _child(tmp_path / 'stop', spec, env, tmp_path / 'stop.log') as proc:
     code = proc.wait(timeout=300)
