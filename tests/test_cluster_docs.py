@@ -4,8 +4,6 @@ import argparse
 import os
 import re
 
-from absl import flags
-from ml_collections import config_flags
 import pytest
 import train_helpers
 
@@ -29,13 +27,7 @@ def _commands(text, marker):
 
 
 def _parse_config(config_arg, overrides):
-  path = os.path.join(train_helpers.ROOT, config_arg)
-  argv = ['prog', f'--config={path}', *overrides]
-  values = flags.FlagValues()
-  config_flags.DEFINE_config_file('config', None, 'doc', flag_values=values,
-                                  lock_config=True, sys_argv=argv)
-  values(argv)
-  return values.config
+  return train_helpers.parse_config(config_arg, overrides)
 
 
 def test_every_train_command_parses_against_its_config():

@@ -4,8 +4,6 @@ import os
 import subprocess
 import sys
 
-from absl import flags
-from ml_collections import config_flags
 import pytest
 import train_helpers
 
@@ -66,13 +64,7 @@ def test_validate_rejects_unusable_configs(change, message):
 
 
 def _parse(*overrides, variant='rhp.py:cpu'):
-  path = os.path.join(train_helpers.ROOT, 'configs', variant)
-  argv = ['prog', f'--config={path}', *overrides]
-  values = flags.FlagValues()
-  config_flags.DEFINE_config_file('config', None, 'test', flag_values=values,
-                                  lock_config=True, sys_argv=argv)
-  values(argv)
-  return values.config
+  return train_helpers.parse_config(f'configs/{variant}', overrides)
 
 
 def test_overrides_parse_numbers_and_booleans():

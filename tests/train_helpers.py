@@ -57,3 +57,16 @@ def step_of_first_use(config, num_examples=3, height=40, width=48):
     for index, _, _ in sampler.rows(step):
       first.setdefault(index, step)
   return max(first.items(), key=lambda item: item[1])
+
+
+def parse_config(config_arg, overrides=()):
+  """The config `--config=<ROOT>/<config_arg> <overrides>` gives, parsed by
+  ml_collections.config_flags exactly as train.py parses it."""
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
+  argv = ['prog', f'--config={os.path.join(ROOT, config_arg)}', *overrides]
+  values = flags.FlagValues()
+  config_flags.DEFINE_config_file('config', None, 'test', flag_values=values,
+                                  lock_config=True, sys_argv=argv)
+  values(argv)
+  return values.config
