@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 TEST_DATA := .cache/test-data
 PYTEST_ARGS ?=
 
-.PHONY: install test test-all test-data data demo clean faults
+.PHONY: install test test-all test-data data demo clean faults bench-venv bench
 
 install: $(STAMP)
 
@@ -44,6 +44,23 @@ data: $(STAMP)
 	$(PY) -m data_prep.synthesize --out data/raw --start 2012-01-01 --end 2012-12-31 --every 3d --size 1024 --seed 0 --workers 2
 	$(PY) -m data_prep.prepare build --raw data/raw --out data/patches --workers 2
 	$(PY) -m magjax.datasets.sdo_ar.build --patches data/patches --data_dir data/tfds
+
+# The PyTorch reference's venv (shared/bench/README.md: this exact pin, the
+# CPU wheel); built once, the stamp records it.
+TORCH_STAMP := .venv-torch/.installed
+
+bench-venv: $(TORCH_STAMP)
+
+$(TORCH_STAMP):
+	python3 -m venv .venv-torch && .venv-torch/bin/pip install torch==2.13.0 numpy
+	touch $(TORCH_STAMP)
+
+# JAX vs PyTorch train steps, input pipeline, data prep (magjax/bench_suite.py;
+# about half an hour on 2 cores: run it on a quiet machine). Builds the data
+# set first only when it is missing.
+bench: install bench-venv
+	test -d data/tfds/sdo_ar || $(MAKE) data
+	$(PY) -m magjax.bench_suite --json-out .cache/bench/results.json
 
 VARIANTS := pix2pix cat rhp
 # Per-variant bound on training time; a run checkpoints and stops cleanly at it.
