@@ -191,5 +191,11 @@ def get_model_config(name):
   model.bn_epsilon = 1e-5
   model.bn_unbiased_running_var = True  # PyTorch updates running_var unbiased
   model.sn_epsilon = 1e-12
-  model.conv_transpose = 'subpixel'  # 'subpixel' (fast on CPU) or 'lax'
+  # How convolutions are computed (never what: same parameters, same
+  # result; magjax/models/conv_ops.py, docs/PERFORMANCE.md). 'auto' picks
+  # per layer: on CPU one dot for small maps and 1-channel layers, XLA's
+  # convolution elsewhere; on GPU/TPU always XLA's ('subpixel' for the
+  # transposed convolutions).
+  model.conv = 'auto'  # 'auto', 'xla' or 'matmul'
+  model.conv_transpose = 'auto'  # 'auto', 'subpixel', 'lax' or 'matmul'
   return model

@@ -21,7 +21,7 @@ def model_cfg(name='rhp', **overrides):
       attn_level=-1, key_reduction=8, value_reduction=8, dropout=0.5,
       norm='batch', n_layers_d=3, init_std=0.02, bn_momentum=0.1,
       bn_epsilon=1e-5, bn_unbiased_running_var=True, sn_epsilon=1e-12,
-      conv_transpose='subpixel'))
+      conv='auto', conv_transpose='auto'))
   cfg.update(overrides)
   return cfg
 

@@ -43,17 +43,17 @@ def test_conv_transpose_methods_equal_torch_forward_and_gradient(shape):
   x = rng.standard_normal((n, h, w, cin)).astype(np.float32)
   w_torch = rng.standard_normal((cin, cout, 4, 4)).astype(np.float32)
   r = rng.standard_normal((n, 2 * h, 2 * w, cout)).astype(np.float32)
-  kernel = jnp.asarray(w_torch.transpose(2, 3, 0, 1))  # documented layout
+  kernel = jnp.asarray(w_torch.transpose(0, 2, 3, 1))  # documented layout
   want = torch_conv_transpose(x, w_torch)
   want_gx, want_gw = torch_conv_transpose_vjp(x, w_torch, r)
-  for method in ('subpixel', 'lax'):
+  for method in ('subpixel', 'lax', 'matmul'):
     fn = layers.CONV_TRANSPOSE_METHODS[method]
     got = jax.jit(fn)(jnp.asarray(x), kernel)
     np.testing.assert_allclose(got, want, atol=1e-5, err_msg=method)
     gx, gk = jax.jit(jax.grad(lambda a, k: jnp.sum(fn(a, k) * r),
                               argnums=(0, 1)))(jnp.asarray(x), kernel)
     np.testing.assert_allclose(gx, want_gx, atol=1e-5, err_msg=method)
-    np.testing.assert_allclose(np.asarray(gk).transpose(2, 3, 0, 1), want_gw,
+    np.testing.assert_allclose(np.asarray(gk).transpose(0, 3, 1, 2), want_gw,
                                atol=1e-5, err_msg=method)
 
 
@@ -66,21 +66,24 @@ def test_conv_transpose_subpixel_equals_stock_lax_op():
   stock = jax.lax.conv_transpose(
       x, jnp.swapaxes(kernel, 2, 3), (2, 2), ((2, 2), (2, 2)),
       dimension_numbers=('NHWC', 'HWIO', 'NHWC'), transpose_kernel=True)
-  np.testing.assert_allclose(layers.conv_transpose_subpixel(x, kernel), stock,
-                             atol=1e-5)
+  in_first = jnp.transpose(kernel, (2, 0, 1, 3))  # the module's layout
+  np.testing.assert_allclose(layers.conv_transpose_subpixel(x, in_first),
+                             stock, atol=1e-5)
 
 
-def test_conv_transpose_module_same_parameters_for_both_methods():
+def test_conv_transpose_module_same_parameters_for_all_methods():
   x = jnp.asarray(np.random.default_rng(2).standard_normal((1, 4, 4, 6)),
                   jnp.float32)
   sub = layers.ConvTransposeK4S2(5, use_bias=True, method='subpixel')
   variables = sub.init(jax.random.key(0), x)
-  assert variables['params']['kernel'].shape == (4, 4, 6, 5)
+  assert variables['params']['kernel'].shape == (6, 4, 4, 5)
   assert variables['params']['bias'].shape == (5,)
   variables = jax.tree.map(lambda v: v + 0.1, variables)  # non-zero bias
-  lax = layers.ConvTransposeK4S2(5, use_bias=True, method='lax')
-  np.testing.assert_allclose(sub.apply(variables, x), lax.apply(variables, x),
-                             atol=1e-5)
+  for method in ('lax', 'matmul', 'auto'):
+    other = layers.ConvTransposeK4S2(5, use_bias=True, method=method)
+    np.testing.assert_allclose(sub.apply(variables, x),
+                               other.apply(variables, x), atol=1e-5,
+                               err_msg=method)
   with pytest.raises(ValueError, match='conv_transpose'):
     layers.ConvTransposeK4S2(5, method='nope').init(jax.random.key(0), x)
 

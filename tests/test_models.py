@@ -84,7 +84,7 @@ def test_attention_channel_rule_below_innermost():
   variables, _ = abstract_g(tiny('rhp', attn_level=3), 32)
   p = variables['params']
   assert p['down_conv_4']['kernel'].shape == (4, 4, 64, 64)
-  assert p['up_conv_3']['kernel'].shape == (4, 4, 96, 16)
+  assert p['up_conv_3']['kernel'].shape == (96, 4, 4, 16)
   assert 'bias' in p['up_conv_1'] and 'bias' not in p['up_conv_2']
   assert all('bias' not in p[f'down_conv_{k}'] for k in range(1, 6))
   assert 'down_norm_1' not in p and 'down_norm_5' not in p

@@ -37,6 +37,7 @@ def build_generator(model_cfg, dtype=jnp.float32):
       bn_epsilon=model_cfg.bn_epsilon,
       bn_unbiased_running_var=model_cfg.bn_unbiased_running_var,
       sn_epsilon=model_cfg.sn_epsilon,
+      conv=model_cfg.conv,
       conv_transpose=model_cfg.conv_transpose,
       dtype=dtype)
 
@@ -51,6 +52,7 @@ def build_discriminator(model_cfg, dtype=jnp.float32):
       bn_momentum=model_cfg.bn_momentum,
       bn_epsilon=model_cfg.bn_epsilon,
       bn_unbiased_running_var=model_cfg.bn_unbiased_running_var,
+      conv=model_cfg.conv,
       dtype=dtype)
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from magjax.models.layers import BatchNorm, normal_around_one
+from magjax.models.layers import BatchNorm, Conv, normal_around_one
 
 Dtype = Any
 
@@ -27,6 +27,7 @@ class PatchDiscriminator(nn.Module):
   bn_momentum: float = 0.1
   bn_epsilon: float = 1e-5
   bn_unbiased_running_var: bool = True
+  conv: str = 'auto'  # layers.Conv method: 'auto', 'xla' or 'matmul'
   dtype: Dtype = jnp.float32
 
   @nn.compact
@@ -37,9 +38,9 @@ class PatchDiscriminator(nn.Module):
     init = nn.initializers.normal(self.init_std)
 
     def conv(features, stride, use_bias, name):
-      return nn.Conv(features, (4, 4), strides=(stride, stride),
-                     padding=((1, 1), (1, 1)), use_bias=use_bias,
-                     kernel_init=init, dtype=self.dtype, name=name)
+      return Conv(features, 4, strides=stride, padding=1, use_bias=use_bias,
+                  method=self.conv, kernel_init=init, dtype=self.dtype,
+                  name=name)
 
     h = jnp.concatenate([a, b], axis=-1).astype(self.dtype)
     h = nn.leaky_relu(conv(self.ndf, 2, True, 'conv_0')(h), 0.2)

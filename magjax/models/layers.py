@@ -3,14 +3,18 @@ and BatchNorm.
 
 Transposed convolution, parameter layout
 -----------------------------------------
-`ConvTransposeK4S2.kernel` has shape (4, 4, in, out) and is the *scatter-form*
-kernel, i.e. PyTorch's ConvTranspose2d weight (in, out, kh, kw) moved to
-`w.transpose(2, 3, 0, 1)` without any flip:
+`ConvTransposeK4S2.kernel` has shape (in, 4, 4, out) and is the
+*scatter-form* kernel, i.e. PyTorch's ConvTranspose2d weight (in, out, kh,
+kw) moved to `w.transpose(0, 2, 3, 1)` without any flip:
 
-    y[2*iy - 1 + ky, 2*ix - 1 + kx, :] += x[iy, ix, :] @ kernel[ky, kx]
+    y[2*iy - 1 + ky, 2*ix - 1 + kx, :] += x[iy, ix, :] @ kernel[:, ky, kx]
 
-(PyTorch `conv_transpose2d(x, w, stride=2, padding=1)`). Both methods below
-read the same parameter, so checkpoints are interchangeable:
+(PyTorch `conv_transpose2d(x, w, stride=2, padding=1)`). Input channels come
+first so that the 'matmul' method reads the kernel as one (in, 16 * out)
+matrix and gets its gradient in that shape, with no transpose of the
+largest tensors of the network (4 x 4 x 1024 x 512) in either direction
+(magjax 0.1 stored (4, 4, in, out); docs/PERFORMANCE.md). All methods below
+take this kernel, so checkpoints do not depend on the method:
 
 - 'subpixel': the output phase (r, c) = (oy % 2, ox % 2) only ever sees the
   taps ky = 3 - r - 2t (t = 0, 1), so the layer is four stride-1 2x2
@@ -21,6 +25,19 @@ read the same parameter, so checkpoints are interchangeable:
   pass (DESIGN.md section 3); XLA has no such rewrite, hence the hand code.
 - 'lax': `jax.lax.conv_transpose` (the stock op), for checking and for
   accelerators where it is fine.
+- 'matmul': one dot and shifted sums (conv_ops.conv_transpose_scatter), the
+  fastest on CPU for small maps and for one output channel.
+- 'auto' (default): conv_ops.choose per layer; 'subpixel' where it says
+  'xla'.
+
+Convolution
+-----------
+`Conv` is `flax.linen.Conv` for square kernels with symmetric padding (same
+parameters `kernel` (k, k, in, out) and `bias`, so checkpoints do not
+depend on the method), computed by `jax.lax` ('xla') or as one dot
+('matmul': conv_ops.conv_gather, or conv_ops.conv_scatter for a stride-1
+layer with fewer output than input channels), chosen per layer by
+conv_ops.choose when 'auto'.
 
 BatchNorm
 ---------
@@ -39,10 +56,19 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from magjax.models import conv_ops
+
 Dtype = Any
 Initializer = Callable[..., jax.Array]
 
 _DIMS = ('NHWC', 'HWIO', 'NHWC')
+
+
+def _spatial_first(kernel):
+  """(in, 4, 4, out) -> (4, 4, in, out), the layout of lax's kernels."""
+  if kernel.shape[1:3] != (4, 4):
+    raise ValueError(f'kernel must be (in, 4, 4, out), got {kernel.shape}')
+  return jnp.transpose(kernel, (1, 2, 0, 3))
 
 
 def conv_transpose_subpixel(x, kernel):
@@ -50,14 +76,12 @@ def conv_transpose_subpixel(x, kernel):
 
   Args:
     x: (N, H, W, Cin).
-    kernel: (4, 4, Cin, Cout), the scatter-form kernel (module docstring).
+    kernel: (Cin, 4, 4, Cout), the scatter-form kernel (module docstring).
 
   Returns:
     (N, 2H, 2W, Cout).
   """
-  if kernel.shape[:2] != (4, 4):
-    raise ValueError(f'kernel must be (4, 4, in, out), got {kernel.shape}')
-  flipped = kernel[::-1, ::-1]
+  flipped = _spatial_first(kernel)[::-1, ::-1]
   pads = ((1, 0), (0, 1))  # phase 0 reads rows m-1, m; phase 1 rows m, m+1
   rows = []
   for r in range(2):
@@ -77,7 +101,7 @@ def conv_transpose_lax(x, kernel):
   # transpose_kernel=True flips spatially and swaps the last two axes, so it
   # wants (kh, kw, out, in); padding k - 1 - p = 2.
   return jax.lax.conv_transpose(
-      x, jnp.swapaxes(kernel, 2, 3), strides=(2, 2),
+      x, jnp.swapaxes(_spatial_first(kernel), 2, 3), strides=(2, 2),
       padding=((2, 2), (2, 2)), dimension_numbers=_DIMS,
       transpose_kernel=True)
 
@@ -85,7 +109,21 @@ def conv_transpose_lax(x, kernel):
 CONV_TRANSPOSE_METHODS = {
     'subpixel': conv_transpose_subpixel,
     'lax': conv_transpose_lax,
+    'matmul': conv_ops.conv_transpose_scatter,
 }
+
+
+def resolve_conv_transpose(method, x_shape, features):
+  """The concrete method ('subpixel', 'lax' or 'matmul') for one layer."""
+  if method == 'auto':
+    n, h, w, cin = x_shape
+    picked = conv_ops.choose('auto', n * h * w, cin, features)
+    return 'matmul' if picked == 'matmul' else 'subpixel'
+  if method not in CONV_TRANSPOSE_METHODS:
+    raise ValueError(f'conv_transpose must be one of '
+                     f"{sorted(CONV_TRANSPOSE_METHODS) + ['auto']}, "
+                     f'got {method!r}')
+  return method
 
 
 class ConvTransposeK4S2(nn.Module):
@@ -94,25 +132,69 @@ class ConvTransposeK4S2(nn.Module):
   Attributes:
     features: output channels.
     use_bias: add a bias (zeros at init).
-    method: 'subpixel' or 'lax' (same parameter, same result).
-    kernel_init: initialiser of the (4, 4, in, out) kernel.
+    method: 'auto', 'subpixel', 'lax' or 'matmul' (same parameter, same
+      result).
+    kernel_init: initialiser of the (in, 4, 4, out) kernel.
     dtype: computation dtype (parameters stay float32).
   """
   features: int
   use_bias: bool = False
-  method: str = 'subpixel'
+  method: str = 'auto'
   kernel_init: Initializer = nn.initializers.normal(0.02)
   dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x):
-    if self.method not in CONV_TRANSPOSE_METHODS:
-      raise ValueError(f'conv_transpose must be one of '
-                       f'{sorted(CONV_TRANSPOSE_METHODS)}, got {self.method!r}')
+    method = resolve_conv_transpose(self.method, x.shape, self.features)
     kernel = self.param('kernel', self.kernel_init,
-                        (4, 4, x.shape[-1], self.features), jnp.float32)
-    y = CONV_TRANSPOSE_METHODS[self.method](
+                        (x.shape[-1], 4, 4, self.features), jnp.float32)
+    y = CONV_TRANSPOSE_METHODS[method](
         x.astype(self.dtype), kernel.astype(self.dtype))
+    if self.use_bias:
+      bias = self.param('bias', nn.initializers.zeros, (self.features,),
+                        jnp.float32)
+      y = y + bias.astype(self.dtype)
+    return y
+
+
+class Conv(nn.Module):
+  """`nn.Conv(features, (k, k), stride, padding=((p, p), (p, p)))`, NHWC.
+
+  Attributes:
+    features: output channels.
+    kernel_size: k (square).
+    strides: stride (both axes).
+    padding: p, symmetric zero padding (both axes).
+    use_bias: add a bias (zeros at init).
+    method: 'auto', 'xla' or 'matmul' (module docstring).
+    kernel_init: initialiser of the (k, k, in, out) kernel.
+    dtype: computation dtype (parameters stay float32).
+  """
+  features: int
+  kernel_size: int = 4
+  strides: int = 1
+  padding: int = 1
+  use_bias: bool = True
+  method: str = 'auto'
+  kernel_init: Initializer = nn.initializers.lecun_normal()
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    k, s, p = self.kernel_size, self.strides, self.padding
+    kernel = self.param('kernel', self.kernel_init,
+                        (k, k, x.shape[-1], self.features), jnp.float32)
+    n, h, w, cin = x.shape
+    positions = n * ((h + 2 * p - k) // s + 1) * ((w + 2 * p - k) // s + 1)
+    method = conv_ops.choose(self.method, positions, cin, self.features)
+    x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
+    if method == 'xla':
+      y = jax.lax.conv_general_dilated(
+          x, kernel, (s, s), ((p, p), (p, p)), dimension_numbers=_DIMS)
+    elif s == 1 and self.features < cin:
+      y = conv_ops.conv_scatter(x, kernel, p)
+    else:
+      y = conv_ops.conv_gather(x, kernel, s, p)
     if self.use_bias:
       bias = self.param('bias', nn.initializers.zeros, (self.features,),
                         jnp.float32)

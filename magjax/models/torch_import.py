@@ -11,8 +11,9 @@ and load with `load_npz(path)` (bare state_dict names) or
 `D/<name>`, like the bench fixtures); then `generator_variables_from_torch`.
 
 Layouts: Conv2d weight (out, in, kh, kw) -> kernel w.transpose(2, 3, 1, 0);
-ConvTranspose2d weight (in, out, kh, kw) -> kernel w.transpose(2, 3, 0, 1)
-(the scatter-form kernel of layers.ConvTransposeK4S2, no flip); spectral norm
+ConvTranspose2d weight (in, out, kh, kw) -> kernel w.transpose(0, 2, 3, 1)
+(the (in, kh, kw, out) scatter-form kernel of layers.ConvTransposeK4S2, no
+flip); spectral norm
 `parametrizations.weight.original` -> `kernel`, `...weight.0._u`/`._v` ->
 batch_stats `u`/`v`; BatchNorm weight/bias -> `scale`/`bias`,
 running_mean/running_var -> batch_stats `mean`/`var`; `attn.gamma` (1,) ->
@@ -33,7 +34,7 @@ import numpy as np
 from magjax.models import attention_level, build_discriminator, build_generator
 
 _CONV = (2, 3, 1, 0)  # Conv2d (out, in, kh, kw) -> HWIO
-_CONVT = (2, 3, 0, 1)  # ConvTranspose2d (in, out, kh, kw) -> (kh, kw, in, out)
+_CONVT = (0, 2, 3, 1)  # ConvTranspose2d (in, out, kh, kw) -> (in, kh, kw, out)
 _IGNORED_SUFFIX = 'num_batches_tracked'
 
 

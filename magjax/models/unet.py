@@ -25,7 +25,8 @@ import jax
 import jax.numpy as jnp
 
 from magjax.models.attention import FUSIONS, SelfAttention, fuse
-from magjax.models.layers import BatchNorm, ConvTransposeK4S2, normal_around_one
+from magjax.models.layers import (BatchNorm, Conv, ConvTransposeK4S2,
+                                  normal_around_one)
 
 Dtype = Any
 
@@ -50,7 +51,8 @@ class UNetGenerator(nn.Module):
     init_std: std of the N(0, std) conv init and of the N(1, std) BN scale.
     bn_momentum, bn_epsilon, bn_unbiased_running_var: BatchNorm (PyTorch).
     sn_epsilon: spectral-norm normalize() epsilon.
-    conv_transpose: 'subpixel' or 'lax'.
+    conv: 'auto', 'xla' or 'matmul' (layers.Conv; same parameters).
+    conv_transpose: 'auto', 'subpixel', 'lax' or 'matmul' (same parameters).
     dtype: computation dtype (parameters and BN statistics stay float32).
   """
   output_nc: int = 1
@@ -67,7 +69,8 @@ class UNetGenerator(nn.Module):
   bn_epsilon: float = 1e-5
   bn_unbiased_running_var: bool = True
   sn_epsilon: float = 1e-12
-  conv_transpose: str = 'subpixel'
+  conv: str = 'auto'
+  conv_transpose: str = 'auto'
   dtype: Dtype = jnp.float32
 
   def _norm(self, name):
@@ -103,9 +106,9 @@ class UNetGenerator(nn.Module):
     for k in range(1, n + 1):
       z = h if k == 1 else nn.leaky_relu(h, 0.2)
       skips.append(z)
-      h = nn.Conv(level_channels(k, self.ngf), (4, 4), strides=(2, 2),
-                  padding=((1, 1), (1, 1)), use_bias=False, kernel_init=init,
-                  dtype=self.dtype, name=f'down_conv_{k}')(z)
+      h = Conv(level_channels(k, self.ngf), 4, strides=2, padding=1,
+               use_bias=False, method=self.conv, kernel_init=init,
+               dtype=self.dtype, name=f'down_conv_{k}')(z)
       if 1 < k < n:
         h = self._norm(f'down_norm_{k}')(h, train)
       if self.fusion is not None and k == self.attn_level:

@@ -1,0 +1,160 @@
+"""Convolutions written as matrix products, and the per-layer choice of method.
+
+Why this file exists (measured with jax.profiler on the 2-core CPU, see
+docs/PERFORMANCE.md): XLA:CPU runs a stock convolution through its
+conv library, and on this network it loses most of its time *around* the
+arithmetic. Layers with a small map and a large kernel (the inner U-Net
+levels: 1x1 to 16x16 maps, 4x4x1024x512 kernels) spend it transposing and
+reversing the kernel for the backward pass; layers with one output channel
+(the last up conv, the last PatchGAN conv) fall back to a naive loop
+(~1 GFLOP/s). No XLA flag changes this, so these layers are written here as
+one dot each, which XLA:CPU runs at the machine's matmul speed, with only
+cheap slicing around it:
+
+- `conv_gather` (im2col): the k*k shifted views of the padded input are
+  concatenated on the channel axis, (M, k*k*Cin) @ kernel.reshape(k*k*Cin,
+  Cout). The HWIO kernel reshapes for free; the weight gradient is one dot.
+- `conv_scatter` (stride 1): z = x @ kernel moved to (Cin, k*k*Cout), then the
+  k*k shifted slices of z are summed. Cheap when Cout is small.
+- `conv_transpose_scatter`: PyTorch's conv_transpose2d(k4, s2, p1) in the
+  same way: z = x @ kernel as (Cin, 16*Cout) (the (in, 4, 4, out) layout of
+  layers.ConvTransposeK4S2 reshapes to it for free); each output phase (oy %
+  2, ox % 2) sums four shifted slices of z; the phases are interleaved.
+
+Every function equals `jax.lax` to float rounding (tests/test_conv_ops.py),
+forward and gradient, and takes the same kernels as the modules in
+layers.py (HWIO; (in, 4, 4, out) for the transposed convolution), so the
+method never changes a parameter or a checkpoint.
+
+`choose` picks per layer: on CPU, a matrix product where the map is small
+next to the channel count or a side has fewer than MIN_CHANNELS channels,
+the stock op elsewhere; on GPU/TPU always the stock op (cuDNN / the TPU
+compiler handle all these shapes well).
+"""
+
+import jax
+import jax.numpy as jnp
+
+METHODS = ('auto', 'xla', 'matmul')
+# A side with fewer channels than this degrades XLA:CPU's conv library to
+# its naive loop; measured: 1 output channel at 128^2 took 14 ms for 17
+# MFLOP.
+MIN_CHANNELS = 8
+# On CPU the matrix product wins once the output positions (batch x map) are
+# at most this many times the larger channel count (profiled crossover at
+# 256^2 and 512^2: 2x slower at 32x, equal at 4x, up to 10x faster at 1x).
+POSITIONS_PER_CHANNEL = 4
+
+
+def _pad_hw(x, pad):
+  return jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+
+
+def _out_size(size, k, stride, pad):
+  return (size + 2 * pad - k) // stride + 1
+
+
+def conv_gather(x, kernel, stride, pad):
+  """conv2d(x, kernel, stride, padding=pad) as one (im2col) dot.
+
+  Args:
+    x: (N, H, W, Cin).
+    kernel: (k, k, Cin, Cout), HWIO (cross-correlation, as lax and torch).
+    stride: int.
+    pad: symmetric zero padding.
+
+  Returns:
+    (N, Ho, Wo, Cout).
+  """
+  kh, kw, cin, cout = kernel.shape
+  n, h, w, _ = x.shape
+  ho, wo = _out_size(h, kh, stride, pad), _out_size(w, kw, stride, pad)
+  xp = _pad_hw(x, pad)
+  views = [jax.lax.slice(xp, (0, i, j, 0),
+                         (n, i + stride * (ho - 1) + 1,
+                          j + stride * (wo - 1) + 1, cin),
+                         (1, stride, stride, 1))
+           for i in range(kh) for j in range(kw)]
+  patches = jnp.concatenate(views, axis=-1).reshape(n * ho * wo, -1)
+  y = patches @ kernel.reshape(kh * kw * cin, cout)
+  return y.reshape(n, ho, wo, cout)
+
+
+def _taps_matmul(x, kernel):
+  """x (N, H, W, Cin) @ kernel (Cin, kh, kw, Cout): (N, H, W, kh, kw, Cout).
+
+  The kernel's input channels come first, so it reshapes for free to one
+  (Cin, kh * kw * Cout) matrix and its gradient comes back in its layout.
+  """
+  cin, kh, kw, cout = kernel.shape
+  n, h, w, _ = x.shape
+  z = x.reshape(n * h * w, cin) @ kernel.reshape(cin, kh * kw * cout)
+  return z.reshape(n, h, w, kh, kw, cout)
+
+
+def conv_scatter(x, kernel, pad):
+  """Stride-1 conv2d(x, kernel, padding=pad): one dot, then shifted sums.
+
+  y[i, j] = sum_{a, b} x_padded[i + a, j + b] @ kernel[a, b]
+          = sum_{a, b} z_padded[i + a, j + b, a, b],  z = x @ kernel[a, b].
+  """
+  kh, kw = kernel.shape[:2]
+  n, h, w, _ = x.shape
+  ho, wo = _out_size(h, kh, 1, pad), _out_size(w, kw, 1, pad)
+  # Chosen for few output channels, so moving the HWIO kernel is cheap.
+  z = _taps_matmul(x, jnp.transpose(kernel, (2, 0, 1, 3)))
+  zp = jnp.pad(z, ((0, 0), (pad, pad), (pad, pad), (0, 0), (0, 0), (0, 0)))
+  y = 0
+  for a in range(kh):
+    for b in range(kw):
+      y = y + zp[:, a:a + ho, b:b + wo, a, b, :]
+  return y
+
+
+def conv_transpose_scatter(x, kernel):
+  """PyTorch conv_transpose2d(x, w, stride=2, padding=1) for a 4x4 kernel.
+
+  kernel: (Cin, 4, 4, Cout), scatter form: y[2iy - 1 + ky, 2ix - 1 + kx] +=
+  x[iy, ix] @ kernel[:, ky, kx] (layers.py). Output row 2m + r receives tap
+  ky = 3 - r - 2t from input row m - 1 + r + t (t = 0, 1), likewise columns.
+  """
+  if kernel.shape[1:3] != (4, 4):
+    raise ValueError(f'kernel must be (in, 4, 4, out), got {kernel.shape}')
+  n, h, w, _ = x.shape
+  cout = kernel.shape[-1]
+  z = _taps_matmul(x, kernel)
+  zp = jnp.pad(z, ((0, 0), (1, 1), (1, 1), (0, 0), (0, 0), (0, 0)))
+  rows = []
+  for r in range(2):
+    cols = []
+    for c in range(2):
+      y = 0
+      for t in range(2):
+        for s in range(2):
+          y = y + zp[:, r + t:r + t + h, c + s:c + s + w,
+                     3 - r - 2 * t, 3 - c - 2 * s, :]
+      cols.append(y)
+    rows.append(jnp.stack(cols, axis=3))  # (N, H, W, 2c, C)
+  return jnp.stack(rows, axis=2).reshape(n, 2 * h, 2 * w, cout)
+
+
+def choose(method, positions, cin, cout, backend=None):
+  """'xla' or 'matmul' for one layer.
+
+  Args:
+    method: 'auto', 'xla' or 'matmul' (the latter two are returned as is).
+    positions: output positions of the dot, N x Ho x Wo (for a transposed
+      convolution, N x H x W of its input).
+    cin, cout: channels.
+    backend: jax.default_backend() when None.
+  """
+  if method not in METHODS:
+    raise ValueError(f'conv method must be one of {METHODS}, got {method!r}')
+  if method != 'auto':
+    return method
+  if (backend or jax.default_backend()) != 'cpu':
+    return 'xla'
+  if min(cin, cout) < MIN_CHANNELS:
+    return 'matmul'
+  return ('matmul' if positions <= POSITIONS_PER_CHANNEL * max(cin, cout)
+          else 'xla')

@@ -1,0 +1,135 @@
+"""Convolutions as matrix products (magjax.models.conv_ops) equal jax.lax's,
+forward and gradient, and the per-layer policy picks what was measured."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from magjax.models import (build_discriminator, build_generator, conv_ops,
+                           layers)
+import model_helpers
+
+_DIMS = ('NHWC', 'HWIO', 'NHWC')
+
+
+def _lax_conv(x, kernel, stride, pad):
+  return jax.lax.conv_general_dilated(x, kernel, (stride, stride),
+                                      ((pad, pad), (pad, pad)),
+                                      dimension_numbers=_DIMS)
+
+
+def _value_and_grads(fn, x, kernel, r):
+  return jax.jit(jax.value_and_grad(
+      lambda a, k: jnp.sum(fn(a, k) * r), argnums=(0, 1)))(x, kernel)
+
+
+def _random(shape, seed):
+  return jnp.asarray(np.random.default_rng(seed).standard_normal(shape),
+                     jnp.float32)
+
+
+@pytest.mark.parametrize('n,h,w,cin,cout,k,stride,pad', [
+    (2, 8, 8, 3, 5, 4, 2, 1),    # the U-Net / PatchGAN down conv
+    (1, 9, 7, 4, 6, 4, 1, 1),    # the PatchGAN's stride-1 convs, odd sizes
+    (1, 2, 2, 16, 8, 4, 2, 1),   # the innermost level: 2x2 -> 1x1
+    (2, 6, 6, 5, 3, 3, 1, 0),    # another kernel size, no padding
+])
+def test_gather_and_scatter_equal_lax_forward_and_gradient(
+    n, h, w, cin, cout, k, stride, pad):
+  x = _random((n, h, w, cin), 0)
+  kernel = _random((k, k, cin, cout), 1)
+  want = _lax_conv(x, kernel, stride, pad)
+  r = _random(want.shape, 2)
+  want_grads = _value_and_grads(
+      lambda a, kk: _lax_conv(a, kk, stride, pad), x, kernel, r)
+  fns = {'gather': lambda a, kk: conv_ops.conv_gather(a, kk, stride, pad)}
+  if stride == 1:
+    fns['scatter'] = lambda a, kk: conv_ops.conv_scatter(a, kk, pad)
+  for name, fn in fns.items():
+    np.testing.assert_allclose(fn(x, kernel), want, rtol=1e-5, atol=1e-5,
+                               err_msg=name)
+    got = _value_and_grads(fn, x, kernel, r)
+    for g, wnt in zip(jax.tree.leaves(got), jax.tree.leaves(want_grads)):
+      np.testing.assert_allclose(g, wnt, rtol=1e-4, atol=1e-4, err_msg=name)
+
+
+def test_conv_transpose_scatter_equals_subpixel_and_lax_with_gradients():
+  x = _random((2, 3, 5, 6), 3)
+  kernel = _random((6, 4, 4, 4), 4)  # (in, 4, 4, out)
+  r = _random((2, 6, 10, 4), 5)
+  want = _value_and_grads(layers.conv_transpose_lax, x, kernel, r)
+  for fn in (conv_ops.conv_transpose_scatter, layers.conv_transpose_subpixel):
+    got = _value_and_grads(fn, x, kernel, r)
+    for g, wnt in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+      np.testing.assert_allclose(g, wnt, rtol=1e-4, atol=1e-4)
+  with pytest.raises(ValueError, match=r'\(in, 4, 4, out\)'):
+    conv_ops.conv_transpose_scatter(x, _random((4, 4, 6, 4), 6))
+
+
+def test_a_wrong_kernel_in_the_right_layout_changes_the_output():
+  """The equality tests above can fail: a transposed kernel does not pass."""
+  x = _random((1, 4, 4, 3), 7)
+  kernel = _random((4, 4, 3, 3), 8)
+  want = _lax_conv(x, kernel, 2, 1)
+  wrong = conv_ops.conv_gather(x, jnp.swapaxes(kernel, 0, 1), 2, 1)
+  assert np.max(np.abs(np.asarray(wrong) - np.asarray(want))) > 1e-2
+
+
+@pytest.mark.parametrize('positions,cin,cout,want', [
+    (1, 512, 512, 'matmul'),       # innermost U-Net level
+    (64 * 64, 64, 128, 'xla'),     # an outer level: large map, few channels
+    (16 * 16, 512, 512, 'matmul'),  # 16 x 16 map, 512 channels
+    (63 * 63, 512, 1, 'matmul'),   # the PatchGAN's 1-channel output
+    (256 * 256, 1, 64, 'matmul'),  # the image's single channel
+])
+def test_auto_policy_on_cpu(positions, cin, cout, want):
+  assert conv_ops.choose('auto', positions, cin, cout, backend='cpu') == want
+
+
+def test_policy_on_accelerators_and_explicit_methods():
+  for backend in ('gpu', 'tpu'):
+    assert conv_ops.choose('auto', 1, 512, 1, backend=backend) == 'xla'
+  assert conv_ops.choose('xla', 1, 512, 512, backend='cpu') == 'xla'
+  assert conv_ops.choose('matmul', 10 ** 6, 8, 8, backend='tpu') == 'matmul'
+  with pytest.raises(ValueError, match='conv method'):
+    conv_ops.choose('fast', 1, 1, 1)
+
+
+def test_conv_module_has_flax_parameters_for_every_method():
+  x = _random((2, 8, 8, 3), 9)
+  ref = layers.Conv(4, strides=2, method='xla')
+  variables = ref.init(jax.random.key(0), x)
+  assert variables['params']['kernel'].shape == (4, 4, 3, 4)
+  variables = jax.tree.map(lambda v: v + 0.1, variables)  # non-zero bias
+  want = ref.apply(variables, x)
+  for method in ('matmul', 'auto'):
+    got = layers.Conv(4, strides=2, method=method).apply(variables, x)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize('name', ['pix2pix', 'rhp'])
+def test_networks_equal_for_every_method(name):
+  """Generator and discriminator: same variables, same outputs, whichever
+  way the convolutions are computed."""
+  size = 32
+  outs = {}
+  for conv, conv_t in (('xla', 'subpixel'), ('matmul', 'matmul'),
+                       ('auto', 'auto'), ('xla', 'lax')):
+    cfg = model_helpers.tiny(name, conv=conv, conv_transpose=conv_t)
+    g_vars = model_helpers.random_variables(
+        model_helpers.abstract_generator(cfg, size), seed=0, std=0.05)
+    d_vars = model_helpers.random_variables(
+        model_helpers.abstract_discriminator(cfg, size), seed=1, std=0.05)
+    a = _random((2, size, size, 1), 10)
+    gen, disc = build_generator(cfg), build_discriminator(cfg)
+    fake = gen.apply(g_vars, a, train=False)
+    outs[conv, conv_t] = (fake, disc.apply(d_vars, a, fake, train=False))
+  want = outs['xla', 'subpixel']
+  assert min(float(jnp.max(jnp.abs(w))) for w in want) > 1e-2  # not vacuous
+  for key, got in outs.items():
+    for g, wnt in zip(got, want):
+      # float32 sums in another order, through 10 layers
+      scale = float(jnp.max(jnp.abs(wnt)))
+      np.testing.assert_allclose(g, wnt, rtol=1e-4, atol=1e-4 * scale,
+                                 err_msg=str(key))
