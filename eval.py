@@ -18,6 +18,7 @@ from ml_collections import config_flags
 
 from magjax import cli
 from magjax import evaluate
+from magjax import host_memory
 from magjax import provenance
 
 FLAGS = flags.FLAGS
@@ -50,6 +51,7 @@ def main(argv):
   if FLAGS.eval_mode:
     config = ml_collections.ConfigDict(config.to_dict())
     config.eval_mode = FLAGS.eval_mode
+  host_memory.tune_malloc()  # keep freed pages: see magjax/host_memory.py
   sys.exit(evaluate.run(config, FLAGS.workdir, FLAGS.step, FLAGS.split))
 
 

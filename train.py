@@ -15,6 +15,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from magjax import cli
+from magjax import host_memory
 from magjax import train as train_lib
 
 FLAGS = flags.FLAGS
@@ -32,6 +33,7 @@ def main(argv):
   if FLAGS.config is None or not FLAGS.workdir:
     print('error: --config and --workdir are required', file=sys.stderr)
     sys.exit(2)
+  host_memory.tune_malloc()  # keep freed pages: see magjax/host_memory.py
   sys.exit(train_lib.run(FLAGS.config, FLAGS.workdir))
 
 

@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from magjax import host_memory
 from magjax import provenance
 from magjax import steps
 from magjax import train_state as train_state_lib
@@ -74,6 +75,7 @@ def main(argv=None):
   p.add_argument('--steps', type=int, default=5, help='timed train steps')
   p.add_argument('--warmup', type=int, default=2, help='untimed steps first')
   args = p.parse_args(argv)
+  malloc_tuned = host_memory.tune_malloc()
   config = provenance.load_config_file(args.config)
   config.batch_size = args.batch
   if config.num_train_steps <= 0:
@@ -90,7 +92,9 @@ def main(argv=None):
       'attn_level': None if model.name == 'pix2pix' else (
           model.attn_level if model.attn_level > 0 else model.num_downs),
       'conv_transpose': model.conv_transpose,
+      'conv': model.conv,
       'half_precision': bool(config.half_precision),
+      'malloc_tuned': malloc_tuned,
       'ms_per_step_median': round(1e3 * median, 2),
       'ms_per_step_min': round(1e3 * min(times), 2),
       'img_per_s': round(args.batch / median, 4),

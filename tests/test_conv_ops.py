@@ -87,6 +87,13 @@ def test_auto_policy_on_cpu(positions, cin, cout, want):
   assert conv_ops.choose('auto', positions, cin, cout, backend='cpu') == want
 
 
+def test_auto_policy_for_transposed_convolutions_on_cpu():
+  # 512^2 pix2pix: up_conv_3 (64x64x512 -> 128) matmul, up_conv_2 not
+  assert conv_ops.choose('auto', 64 * 64, 512, 128, 'cpu', True) == 'matmul'
+  assert conv_ops.choose('auto', 128 * 128, 256, 64, 'cpu', True) == 'xla'
+  assert conv_ops.choose('auto', 64 * 64, 512, 128, 'cpu') == 'xla'
+
+
 def test_policy_on_accelerators_and_explicit_methods():
   for backend in ('gpu', 'tpu'):
     assert conv_ops.choose('auto', 1, 512, 1, backend=backend) == 'xla'

@@ -44,6 +44,10 @@ MIN_CHANNELS = 8
 # at most this many times the larger channel count (profiled crossover at
 # 256^2 and 512^2: 2x slower at 32x, equal at 4x, up to 10x faster at 1x).
 POSITIONS_PER_CHANNEL = 4
+# The same for a transposed convolution, counting its input positions
+# (python -m magjax.bench_layers: at 512^2 the 64x64x512 -> 128 layer is 15 %
+# faster as a matmul, the 128x128x256 -> 64 one 28 % slower).
+TRANSPOSED_POSITIONS_PER_CHANNEL = 8
 
 
 def _pad_hw(x, pad):
@@ -138,7 +142,7 @@ def conv_transpose_scatter(x, kernel):
   return jnp.stack(rows, axis=2).reshape(n, 2 * h, 2 * w, cout)
 
 
-def choose(method, positions, cin, cout, backend=None):
+def choose(method, positions, cin, cout, backend=None, transposed=False):
   """'xla' or 'matmul' for one layer.
 
   Args:
@@ -147,6 +151,7 @@ def choose(method, positions, cin, cout, backend=None):
       convolution, N x H x W of its input).
     cin, cout: channels.
     backend: jax.default_backend() when None.
+    transposed: a transposed convolution (k4 s2 p1).
   """
   if method not in METHODS:
     raise ValueError(f'conv method must be one of {METHODS}, got {method!r}')
@@ -156,5 +161,6 @@ def choose(method, positions, cin, cout, backend=None):
     return 'xla'
   if min(cin, cout) < MIN_CHANNELS:
     return 'matmul'
-  return ('matmul' if positions <= POSITIONS_PER_CHANNEL * max(cin, cout)
-          else 'xla')
+  ratio = (TRANSPOSED_POSITIONS_PER_CHANNEL if transposed
+           else POSITIONS_PER_CHANNEL)
+  return 'matmul' if positions <= ratio * max(cin, cout) else 'xla'

@@ -117,7 +117,8 @@ def resolve_conv_transpose(method, x_shape, features):
   """The concrete method ('subpixel', 'lax' or 'matmul') for one layer."""
   if method == 'auto':
     n, h, w, cin = x_shape
-    picked = conv_ops.choose('auto', n * h * w, cin, features)
+    picked = conv_ops.choose('auto', n * h * w, cin, features,
+                             transposed=True)
     return 'matmul' if picked == 'matmul' else 'subpixel'
   if method not in CONV_TRANSPOSE_METHODS:
     raise ValueError(f'conv_transpose must be one of '
