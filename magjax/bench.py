@@ -8,6 +8,7 @@ uniform data, like torch_ref, and prints one JSON line with
 ms_per_step_median, ms_per_step_min, img_per_s, params_G, params_D, plus
 the step's FLOPs from XLA's cost analysis, the float32 matmul peak of this
 machine measured in the same run, and the fraction of it the step reaches.
+`--profile DIR` adds a jax.profiler trace and a per-op table.
 """
 
 import argparse
@@ -20,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from magjax import host_memory
+from magjax import profiling
 from magjax import provenance
 from magjax import steps
 from magjax import train_state as train_state_lib
@@ -42,8 +44,12 @@ def matmul_peak_flops(n=2048, repeats=5):
   return 2 * n ** 3 / best
 
 
-def time_train_step(config, size, batch, warmup, repeats):
-  """(per-step seconds, FLOPs per step, params_G, params_D)."""
+def time_train_step(config, size, batch, warmup, repeats, profile_dir=None):
+  """(per-step seconds, FLOPs per step, params_G, params_D).
+
+  profile_dir: also trace two more steps there and print the per-op table
+  (magjax/profiling.py).
+  """
   state = train_state_lib.create_train_state(
       config, jax.random.key(config.seed), (size, size))
   rng = np.random.default_rng(1)
@@ -63,6 +69,14 @@ def time_train_step(config, size, batch, warmup, repeats):
     jax.block_until_ready((state, metrics))
     if i >= warmup:
       times.append(time.perf_counter() - start)
+  if profile_dir:
+    holder = [state]
+
+    def run():
+      holder[0], out = compiled(holder[0], data)
+      jax.block_until_ready((holder[0], out))
+
+    print(profiling.profile(compiled, run, profile_dir))
   return times, flops, params
 
 
@@ -74,6 +88,9 @@ def main(argv=None):
   p.add_argument('--batch', type=int, default=1)
   p.add_argument('--steps', type=int, default=5, help='timed train steps')
   p.add_argument('--warmup', type=int, default=2, help='untimed steps first')
+  p.add_argument('--profile', metavar='DIR', default=None,
+                 help='trace two more steps into DIR and print where the '
+                 'time goes, per XLA op')
   args = p.parse_args(argv)
   malloc_tuned = host_memory.tune_malloc()
   config = provenance.load_config_file(args.config)
@@ -81,7 +98,8 @@ def main(argv=None):
   if config.num_train_steps <= 0:
     config.num_train_steps = 1000  # only shapes the lr schedule
   times, flops, (params_g, params_d) = time_train_step(
-      config, args.size, args.batch, args.warmup, args.steps)
+      config, args.size, args.batch, args.warmup, args.steps,
+      args.profile)
   median = statistics.median(times)
   peak = matmul_peak_flops()
   model = config.model

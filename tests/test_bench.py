@@ -1,16 +1,25 @@
 """The train-step benchmark prints torch_ref's JSON fields with real counts."""
 
+import glob
 import json
 
 from magjax import bench
 
 
-def test_bench_prints_torch_ref_fields_and_fixture_param_counts(capsys):
+def test_bench_prints_torch_ref_fields_and_fixture_param_counts(
+    capsys, tmp_path):
   # rhp at num_downs 5 (tiny) has attention at the innermost level: the
   # rhp_tiny_innermost fixture's counts (shared/bench/README.md).
   bench.main(['--config=configs/rhp.py:tiny', '--size', '32', '--batch', '2',
-              '--steps', '2', '--warmup', '1'])
-  result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+              '--steps', '2', '--warmup', '1', '--profile', str(tmp_path)])
+  out = capsys.readouterr().out.strip()
+  result = json.loads(out.splitlines()[-1])
+  # --profile: the trace, the HLO and a per-op table naming the model's ops
+  assert glob.glob(str(tmp_path / '**' / '*.xplane.pb'), recursive=True)
+  assert (tmp_path / 'step.hlo.txt').read_text().startswith('HloModule')
+  assert '| kind | ms |' in out
+  assert any('UNetGenerator' in l or 'PatchDiscriminator' in l
+             for l in out.splitlines() if l.startswith('| '))
   for field in ('ms_per_step_median', 'ms_per_step_min', 'img_per_s',
                 'params_G', 'params_D', 'gflop_per_step',
                 'matmul_peak_gflops', 'fraction_of_peak'):

@@ -32,6 +32,8 @@ the stock op elsewhere; on GPU/TPU always the stock op (cuDNN / the TPU
 compiler handle all these shapes well).
 """
 
+import functools
+
 import jax
 import jax.numpy as jnp
 
@@ -40,6 +42,7 @@ METHODS = ('auto', 'xla', 'matmul')
 # its naive loop; measured: 1 output channel at 128^2 took 14 ms for 17
 # MFLOP.
 MIN_CHANNELS = 8
+_DIMS = ('NHWC', 'HWIO', 'NHWC')
 # On CPU the matrix product wins once the output positions (batch x map) are
 # at most this many times the larger channel count (profiled crossover at
 # 256^2 and 512^2: 2x slower at 32x, equal at 4x, up to 10x faster at 1x).
@@ -115,6 +118,48 @@ def conv_scatter(x, kernel, pad):
   return y
 
 
+def _spatial_first(kernel):
+  """(in, 4, 4, out) -> (4, 4, in, out), the layout of lax's kernels."""
+  if kernel.shape[1:3] != (4, 4):
+    raise ValueError(f'kernel must be (in, 4, 4, out), got {kernel.shape}')
+  return jnp.transpose(kernel, (1, 2, 0, 3))
+
+
+def conv_transpose_subpixel(x, kernel):
+  """PyTorch conv_transpose2d(k4, s2, p1) as four interleaved 2x2 convs.
+
+  Args:
+    x: (N, H, W, Cin).
+    kernel: (Cin, 4, 4, Cout), the scatter-form kernel (layers.py).
+
+  Returns:
+    (N, 2H, 2W, Cout).
+  """
+  flipped = _spatial_first(kernel)[::-1, ::-1]
+  pads = ((1, 0), (0, 1))  # phase 0 reads rows m-1, m; phase 1 rows m, m+1
+  rows = []
+  for r in range(2):
+    cols = []
+    for c in range(2):
+      cols.append(jax.lax.conv_general_dilated(
+          x, flipped[r::2, c::2], window_strides=(1, 1),
+          padding=(pads[r], pads[c]), dimension_numbers=_DIMS))
+    rows.append(jnp.stack(cols, axis=3))  # (N, H, W, 2c, C)
+  y = jnp.stack(rows, axis=2)  # (N, H, 2r, W, 2c, C)
+  n, h, _, w, _, cout = y.shape
+  return y.reshape(n, 2 * h, 2 * w, cout)
+
+
+def conv_transpose_lax(x, kernel):
+  """The same operation with `jax.lax.conv_transpose` (the stock op)."""
+  # transpose_kernel=True flips spatially and swaps the last two axes, so it
+  # wants (kh, kw, out, in); padding k - 1 - p = 2.
+  return jax.lax.conv_transpose(
+      x, jnp.swapaxes(_spatial_first(kernel), 2, 3), strides=(2, 2),
+      padding=((2, 2), (2, 2)), dimension_numbers=_DIMS,
+      transpose_kernel=True)
+
+
 def conv_transpose_scatter(x, kernel):
   """PyTorch conv_transpose2d(x, w, stride=2, padding=1) for a 4x4 kernel.
 
@@ -140,6 +185,62 @@ def conv_transpose_scatter(x, kernel):
       cols.append(y)
     rows.append(jnp.stack(cols, axis=3))  # (N, H, W, 2c, C)
   return jnp.stack(rows, axis=2).reshape(n, 2 * h, 2 * w, cout)
+
+
+def _gather_taps(dy):
+  """(N, 2H, 2W, C) -> (N*H*W, 16*C): dy at the 16 outputs of every input.
+
+  Row (n, iy, ix), column block ky * 4 + kx holds dy[2iy - 1 + ky, 2ix - 1 +
+  kx] (zero outside): the transpose of the scatter in conv_transpose_scatter,
+  written out because the automatic one goes through 6-d pads.
+  """
+  n, h2, w2, c = dy.shape
+  h, w = h2 // 2, w2 // 2
+  dyp = _pad_hw(dy, 1)
+  taps = [jax.lax.slice(dyp, (0, ky, kx, 0),
+                        (n, ky + 2 * h - 1, kx + 2 * w - 1, c), (1, 2, 2, 1))
+          for ky in range(4) for kx in range(4)]
+  return jnp.stack(taps, axis=3).reshape(n * h * w, 16 * c)
+
+
+TRANSPOSED_FORWARDS = ('subpixel', 'scatter')
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def conv_transpose(x, kernel, forward='subpixel'):
+  """PyTorch conv_transpose2d(k4, s2, p1); kernel (Cin, 4, 4, Cout).
+
+  forward: 'subpixel' (four 2x2 convolutions; the input gradient too) or
+  'scatter' (one dot; the input gradient too). The kernel gradient is always
+  one dot, x^T @ dy-at-every-tap: for the 128x128x256 -> 64 layer of a 512^2
+  U-Net it took 70 ms where the 2x2 convolutions' own kernel gradient took
+  110 ms (python -m magjax.bench_layers).
+  """
+  if forward not in TRANSPOSED_FORWARDS:
+    raise ValueError(f'forward must be one of {TRANSPOSED_FORWARDS}, '
+                     f'got {forward!r}')
+  if forward == 'subpixel':
+    return conv_transpose_subpixel(x, kernel)
+  return conv_transpose_scatter(x, kernel)
+
+
+def _conv_transpose_fwd(x, kernel, forward):
+  return conv_transpose(x, kernel, forward), (x, kernel)
+
+
+def _conv_transpose_bwd(forward, residuals, dy):
+  x, kernel = residuals
+  cin = kernel.shape[0]
+  dz = _gather_taps(dy)
+  dkernel = (x.reshape(-1, cin).T @ dz).reshape(kernel.shape)
+  if forward == 'subpixel':
+    dx = jax.vjp(lambda a: conv_transpose_subpixel(a, kernel), x)[1](dy)[0]
+  else:
+    dx = (dz @ kernel.reshape(cin, -1).T).reshape(x.shape)
+  return dx.astype(x.dtype), dkernel.astype(kernel.dtype)
+
+
+conv_transpose.defvjp(_conv_transpose_fwd, _conv_transpose_bwd)
 
 
 def choose(method, positions, cin, cout, backend=None, transposed=False):

@@ -64,52 +64,20 @@ Initializer = Callable[..., jax.Array]
 _DIMS = ('NHWC', 'HWIO', 'NHWC')
 
 
-def _spatial_first(kernel):
-  """(in, 4, 4, out) -> (4, 4, in, out), the layout of lax's kernels."""
-  if kernel.shape[1:3] != (4, 4):
-    raise ValueError(f'kernel must be (in, 4, 4, out), got {kernel.shape}')
-  return jnp.transpose(kernel, (1, 2, 0, 3))
-
-
-def conv_transpose_subpixel(x, kernel):
-  """PyTorch conv_transpose2d(k4, s2, p1) as four interleaved 2x2 convs.
-
-  Args:
-    x: (N, H, W, Cin).
-    kernel: (Cin, 4, 4, Cout), the scatter-form kernel (module docstring).
-
-  Returns:
-    (N, 2H, 2W, Cout).
-  """
-  flipped = _spatial_first(kernel)[::-1, ::-1]
-  pads = ((1, 0), (0, 1))  # phase 0 reads rows m-1, m; phase 1 rows m, m+1
-  rows = []
-  for r in range(2):
-    cols = []
-    for c in range(2):
-      cols.append(jax.lax.conv_general_dilated(
-          x, flipped[r::2, c::2], window_strides=(1, 1),
-          padding=(pads[r], pads[c]), dimension_numbers=_DIMS))
-    rows.append(jnp.stack(cols, axis=3))  # (N, H, W, 2c, C)
-  y = jnp.stack(rows, axis=2)  # (N, H, 2r, W, 2c, C)
-  n, h, _, w, _, cout = y.shape
-  return y.reshape(n, 2 * h, 2 * w, cout)
-
-
-def conv_transpose_lax(x, kernel):
-  """The same operation with `jax.lax.conv_transpose` (the stock op)."""
-  # transpose_kernel=True flips spatially and swaps the last two axes, so it
-  # wants (kh, kw, out, in); padding k - 1 - p = 2.
-  return jax.lax.conv_transpose(
-      x, jnp.swapaxes(_spatial_first(kernel), 2, 3), strides=(2, 2),
-      padding=((2, 2), (2, 2)), dimension_numbers=_DIMS,
-      transpose_kernel=True)
+# The implementations live in conv_ops (one file for how convolutions are
+# computed); these names are the layer-level API.
+conv_transpose_subpixel = conv_ops.conv_transpose_subpixel
+conv_transpose_lax = conv_ops.conv_transpose_lax
 
 
 CONV_TRANSPOSE_METHODS = {
-    'subpixel': conv_transpose_subpixel,
+    # forward and input gradient as four 2x2 convolutions, kernel gradient
+    # as one dot (conv_ops.conv_transpose)
+    'subpixel': lambda x, k: conv_ops.conv_transpose(x, k, 'subpixel'),
+    # the stock op and its automatic gradient, for checking
     'lax': conv_transpose_lax,
-    'matmul': conv_ops.conv_transpose_scatter,
+    # every pass as one dot
+    'matmul': lambda x, k: conv_ops.conv_transpose(x, k, 'scatter'),
 }
 
 
