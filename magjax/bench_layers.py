@@ -56,9 +56,7 @@ def _apply_fn(kind, method, stride):
   if kind == 'conv_transpose':
     return layers.CONV_TRANSPOSE_METHODS[method]
   if method == 'xla':
-    return lambda x, k: jax.lax.conv_general_dilated(
-        x, k, (stride, stride), ((1, 1), (1, 1)),
-        dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+    return lambda x, k: conv_ops.conv_xla(x, k, stride, 1)
   return lambda x, k: (conv_ops.conv_scatter(x, k, 1)
                        if stride == 1 and k.shape[-1] < k.shape[-2]
                        else conv_ops.conv_gather(x, k, stride, 1))

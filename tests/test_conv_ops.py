@@ -33,6 +33,7 @@ def _random(shape, seed):
     (2, 8, 8, 3, 5, 4, 2, 1),    # the U-Net / PatchGAN down conv
     (1, 9, 7, 4, 6, 4, 1, 1),    # the PatchGAN's stride-1 convs, odd sizes
     (1, 2, 2, 16, 8, 4, 2, 1),   # the innermost level: 2x2 -> 1x1
+    (1, 9, 9, 3, 4, 4, 2, 1),    # stride 2 on an odd size (XLA's dx)
     (2, 6, 6, 5, 3, 3, 1, 0),    # another kernel size, no padding
 ])
 def test_gather_and_scatter_equal_lax_forward_and_gradient(
@@ -43,7 +44,8 @@ def test_gather_and_scatter_equal_lax_forward_and_gradient(
   r = _random(want.shape, 2)
   want_grads = _value_and_grads(
       lambda a, kk: _lax_conv(a, kk, stride, pad), x, kernel, r)
-  fns = {'gather': lambda a, kk: conv_ops.conv_gather(a, kk, stride, pad)}
+  fns = {'gather': lambda a, kk: conv_ops.conv_gather(a, kk, stride, pad),
+         'xla': lambda a, kk: conv_ops.conv_xla(a, kk, stride, pad)}
   if stride == 1:
     fns['scatter'] = lambda a, kk: conv_ops.conv_scatter(a, kk, pad)
   for name, fn in fns.items():

@@ -61,7 +61,6 @@ from magjax.models import conv_ops
 Dtype = Any
 Initializer = Callable[..., jax.Array]
 
-_DIMS = ('NHWC', 'HWIO', 'NHWC')
 
 
 # The implementations live in conv_ops (one file for how convolutions are
@@ -158,8 +157,7 @@ class Conv(nn.Module):
     method = conv_ops.choose(self.method, positions, cin, self.features)
     x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
     if method == 'xla':
-      y = jax.lax.conv_general_dilated(
-          x, kernel, (s, s), ((p, p), (p, p)), dimension_numbers=_DIMS)
+      y = conv_ops.conv_xla(x, kernel, s, p)
     elif s == 1 and self.features < cin:
       y = conv_ops.conv_scatter(x, kernel, p)
     else:

@@ -21,7 +21,6 @@ Parameter names (flat, per level): `down_conv_k`, `down_norm_k`, `up_conv_k`,
 from typing import Any, Optional
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 
 from magjax.models.attention import FUSIONS, SelfAttention, fuse
