@@ -91,7 +91,7 @@ def main(argv=None):
   args = p.parse_args(argv)
   host_memory.tune_malloc()
   model = provenance.load_config_file(args.config).model
-  print(f'| layer | input | Cout | stride | auto picks | ms per method '
+  print('| layer | input | Cout | stride | auto picks | ms per method '
         f'(forward + backward) | best |')
   print('|---|---|---|---|---|---|---|')
   totals = {}
