@@ -88,6 +88,9 @@ def main(argv=None):
   p.add_argument('--batch', type=int, default=1)
   p.add_argument('--steps', type=int, default=5, help='timed train steps')
   p.add_argument('--warmup', type=int, default=2, help='untimed steps first')
+  p.add_argument('--half-precision', action=argparse.BooleanOptionalAction,
+                 default=None, help='bf16 compute with float32 master '
+                 'weights (default: as the config says)')
   p.add_argument('--profile', metavar='DIR', default=None,
                  help='trace two more steps into DIR and print where the '
                  'time goes, per XLA op')
@@ -95,6 +98,8 @@ def main(argv=None):
   malloc_tuned = host_memory.tune_malloc()
   config = provenance.load_config_file(args.config)
   config.batch_size = args.batch
+  if args.half_precision is not None:
+    config.half_precision = args.half_precision
   if config.num_train_steps <= 0:
     config.num_train_steps = 1000  # only shapes the lr schedule
   times, flops, (params_g, params_d) = time_train_step(

@@ -92,7 +92,7 @@ def main(argv=None):
   host_memory.tune_malloc()
   model = provenance.load_config_file(args.config).model
   print('| layer | input | Cout | stride | auto picks | ms per method '
-        f'(forward + backward) | best |')
+        '(forward + backward) | best |')
   print('|---|---|---|---|---|---|---|')
   totals = {}
   for name, kind, x_shape, cout, stride in conv_layers(

@@ -15,6 +15,7 @@ import json
 import os
 
 from absl import logging
+from etils import epath
 import jax
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers
@@ -23,6 +24,10 @@ from magjax import config_utils
 from magjax import train_state as train_state_lib
 
 SUBDIR = 'checkpoints'
+
+
+class CheckpointMismatchError(ValueError):
+  """A checkpoint whose arrays do not fit the configured model."""
 
 
 def quiet_orbax():
@@ -92,14 +97,43 @@ class Checkpointer:
 
     Raises:
       FileNotFoundError: no such checkpoint.
+      CheckpointMismatchError: an array of another shape than the target's.
     """
     step = self._existing(step)
     abstract = jax.tree.map(_abstract, target)
+    # Checked before orbax reads anything: a failed orbax restore leaves
+    # pending reads behind that print tracebacks at exit.
+    wrong = self._shape_mismatches(step, abstract)
+    if wrong:
+      name, stored, wanted = wrong[0]
+      raise CheckpointMismatchError(
+          f'checkpoint step {step} in {self._manager.directory} does not fit '
+          f'this model: {len(wrong)} arrays of another shape, e.g. {name} '
+          f'{stored} where the model has {wanted} (magjax 0.1 stored '
+          'transposed-convolution kernels as (4, 4, in, out), 0.2 as (in, 4, '
+          '4, out); docs/PERFORMANCE.md)')
     restored = self._manager.restore(
         step,
         args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract),
                                 meta=ocp.args.JsonRestore()))
     return restored.state, restored.meta
+
+  def _shape_mismatches(self, step, abstract):
+    """[(name, stored shape, target shape)] of arrays named in both."""
+    path = epath.Path(self._manager.directory) / str(step) / 'state'
+    try:
+      stored_tree = ocp.StandardCheckpointHandler().metadata(path)
+    except (KeyError, TypeError, ValueError, OSError):
+      return []  # no metadata to check against: orbax's own errors apply
+    stored = {leaf.name: tuple(leaf.shape)
+              for leaf in jax.tree.leaves(stored_tree)
+              if hasattr(leaf, 'name') and hasattr(leaf, 'shape')}
+    wrong = []
+    for path, leaf in jax.tree_util.tree_leaves_with_path(abstract):
+      name = '.'.join(_key_name(k) for k in path)
+      if name in stored and stored[name] != tuple(leaf.shape):
+        wrong.append((name, stored[name], tuple(leaf.shape)))
+    return wrong
 
   def wait(self):
     """Blocks until pending asynchronous saves are on disk."""
@@ -125,6 +159,14 @@ def abstract_train_state(config, sharding=None):
   return jax.tree.map(
       lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding),
       shapes)
+
+
+def _key_name(key):
+  """A tree path entry as orbax names it (attribute, dict key or index)."""
+  for attr in ('name', 'key', 'idx'):
+    if hasattr(key, attr):
+      return str(getattr(key, attr))
+  return str(key)
 
 
 def _abstract(x):

@@ -238,8 +238,12 @@ def _train(config, workdir, source, stop, started):
   ckpt = checkpoints.Checkpointer(workdir, keep=config.keep_checkpoints)
   if ckpt.latest_step() is not None:
     _check_same_model(config, ckpt.read_meta()['config'], workdir)
-    state, meta = ckpt.restore(
-        checkpoints.abstract_train_state(config, replicated))
+    try:
+      state, meta = ckpt.restore(
+          checkpoints.abstract_train_state(config, replicated))
+    except checkpoints.CheckpointMismatchError as e:
+      ckpt.close()
+      raise UsageError(str(e)) from e
     _print(f'resumed from step {meta["data_position"]} in '
            f'{checkpoints.directory(workdir)}')
   else:

@@ -23,10 +23,12 @@ take this kernel, so checkpoints do not depend on the method:
   and pads (1, 0) on an axis of phase 0 and (0, 1) for phase 1. On a 2-core
   CPU this is ~7x faster than XLA's conv_transpose including the backward
   pass (DESIGN.md section 3); XLA has no such rewrite, hence the hand code.
-- 'lax': `jax.lax.conv_transpose` (the stock op), for checking and for
-  accelerators where it is fine.
-- 'matmul': one dot and shifted sums (conv_ops.conv_transpose_scatter), the
-  fastest on CPU for small maps and for one output channel.
+  The input gradient is the same four convolutions' own; the kernel
+  gradient is one dot (conv_ops.conv_transpose, a custom VJP).
+- 'lax': `jax.lax.conv_transpose` (the stock op) with its automatic
+  gradient, for checking.
+- 'matmul': one dot and shifted sums (conv_ops.conv_transpose_scatter) in
+  every pass, the fastest on CPU for small maps and for one output channel.
 - 'auto' (default): conv_ops.choose per layer; 'subpixel' where it says
   'xla'.
 
@@ -34,7 +36,9 @@ Convolution
 -----------
 `Conv` is `flax.linen.Conv` for square kernels with symmetric padding (same
 parameters `kernel` (k, k, in, out) and `bias`, so checkpoints do not
-depend on the method), computed by `jax.lax` ('xla') or as one dot
+depend on the method), computed by XLA's convolution ('xla':
+conv_ops.conv_xla, whose k4 s2 input gradient is four 2x2 convolutions) or
+as one dot
 ('matmul': conv_ops.conv_gather, or conv_ops.conv_scatter for a stride-1
 layer with fewer output than input channels), chosen per layer by
 conv_ops.choose when 'auto'.
