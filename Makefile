@@ -56,11 +56,11 @@ $(TORCH_STAMP):
 	touch $(TORCH_STAMP)
 
 # JAX vs PyTorch train steps, input pipeline, data prep (magjax/bench_suite.py;
-# about half an hour on 2 cores: run it on a quiet machine). Builds the data
+# about 30 minutes on 2 cores with 2 passes: run it on a quiet machine). Builds the data
 # set first only when it is missing.
 bench: install bench-venv
 	test -d data/tfds/sdo_ar || $(MAKE) data
-	$(PY) -m magjax.bench_suite --json-out .cache/bench/results.json
+	$(PY) -m magjax.bench_suite --passes 2 --json-out .cache/bench/results.json
 
 VARIANTS := pix2pix cat rhp
 # Per-variant bound on training time; a run checkpoints and stops cleanly at it.
