@@ -130,6 +130,8 @@ class Checkpointer:
               if hasattr(leaf, 'name') and hasattr(leaf, 'shape')}
     wrong = []
     for path, leaf in jax.tree_util.tree_leaves_with_path(abstract):
+      if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+        continue  # stored as its key data, of another shape
       name = '.'.join(_key_name(k) for k in path)
       if name in stored and stored[name] != tuple(leaf.shape):
         wrong.append((name, stored[name], tuple(leaf.shape)))
