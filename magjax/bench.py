@@ -8,7 +8,12 @@ uniform data, like torch_ref, and prints one JSON line with
 ms_per_step_median, ms_per_step_min, img_per_s, params_G, params_D, plus
 the step's FLOPs from XLA's cost analysis, the float32 matmul peak of this
 machine measured in the same run, and the fraction of it the step reaches.
-`--profile DIR` adds a jax.profiler trace and a per-op table.
+Two FLOP counts: `gflop_per_step`, what the compiled step executes (Winograd
+convolutions execute fewer), and `direct_gflop_per_step`, the same step
+with every convolution computed directly (the model's FLOPs, as PyTorch
+executes them); `fraction_of_peak` and `direct_fraction_of_peak` are each
+per second over the measured peak. `--profile DIR` adds a jax.profiler
+trace and a per-op table.
 """
 
 import argparse
@@ -44,8 +49,24 @@ def matmul_peak_flops(n=2048, repeats=5):
   return 2 * n ** 3 / best
 
 
+def _flops(cost):
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  return float(cost.get('flops', float('nan'))) if cost else float('nan')
+
+
+def direct_conv_flops(config, state, data):
+  """FLOPs of the train step with direct convolutions (XLA's; the
+  transposed ones as their four 2x2 phases), from the lowered, not compiled,
+  step: the model's arithmetic whatever method 'auto' picks."""
+  direct = config.copy_and_resolve_references()
+  direct.model.conv, direct.model.conv_transpose = 'xla', 'subpixel'
+  step = jax.jit(lambda s, b: steps.train_step(s, b, direct))
+  return _flops(step.lower(state, data).cost_analysis())
+
+
 def time_train_step(config, size, batch, warmup, repeats, profile_dir=None):
-  """(per-step seconds, FLOPs per step, params_G, params_D).
+  """(per-step seconds, (executed, direct-conv) FLOPs per step, params_G,
+  params_D).
 
   profile_dir: also trace two more steps there and print the per-op table
   (magjax/profiling.py).
@@ -57,10 +78,9 @@ def time_train_step(config, size, batch, warmup, repeats, profile_dir=None):
                          jnp.float32) for k in ('aia', 'hmi')}
   step = jax.jit(lambda s, b: steps.train_step(s, b, config),
                  donate_argnums=0)
+  flops = (None, direct_conv_flops(config, state, data))
   compiled = step.lower(state, data).compile()
-  cost = compiled.cost_analysis()
-  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-  flops = float(cost.get('flops', float('nan'))) if cost else float('nan')
+  flops = (_flops(compiled.cost_analysis()), flops[1])
   params = (count_params(state.g_params), count_params(state.d_params))
   times = []
   for i in range(warmup + repeats):
@@ -102,7 +122,7 @@ def main(argv=None):
     config.half_precision = args.half_precision
   if config.num_train_steps <= 0:
     config.num_train_steps = 1000  # only shapes the lr schedule
-  times, flops, (params_g, params_d) = time_train_step(
+  times, (flops, direct_flops), (params_g, params_d) = time_train_step(
       config, args.size, args.batch, args.warmup, args.steps,
       args.profile)
   median = statistics.median(times)
@@ -123,8 +143,10 @@ def main(argv=None):
       'img_per_s': round(args.batch / median, 4),
       'params_G': params_g, 'params_D': params_d,
       'gflop_per_step': round(flops / 1e9, 2),
+      'direct_gflop_per_step': round(direct_flops / 1e9, 2),
       'matmul_peak_gflops': round(peak / 1e9, 1),
       'fraction_of_peak': round(flops / median / peak, 3),
+      'direct_fraction_of_peak': round(direct_flops / median / peak, 3),
   }))
 
 

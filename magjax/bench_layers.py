@@ -5,10 +5,10 @@
 For every convolution of the generator and the discriminator (shapes from
 the config at batch 1, or --batch), times forward + backward (gradients of
 x and the kernel, one jitted function, median of --repeats after a warm-up)
-with each method ('xla' and 'matmul'; for the transposed convolutions
-'subpixel' and 'matmul'), prints a table with the method 'auto' picks and
-the best one, then the totals. The kernels are in the modules' layouts, so
-these are the operations the train step runs.
+with each method ('xla', 'matmul' and 'winograd'; for the transposed
+convolutions 'subpixel', 'matmul' and 'winograd'), prints a table with the
+method 'auto' picks and the best one, then the totals. The kernels are in
+the modules' layouts, so these are the operations the train step runs.
 """
 
 import argparse
@@ -57,6 +57,8 @@ def _apply_fn(kind, method, stride):
     return layers.CONV_TRANSPOSE_METHODS[method]
   if method == 'xla':
     return lambda x, k: conv_ops.conv_xla(x, k, stride, 1)
+  if method == 'winograd':
+    return lambda x, k: conv_ops.conv_winograd(x, k, stride, 1)
   return lambda x, k: (conv_ops.conv_scatter(x, k, 1)
                        if stride == 1 and k.shape[-1] < k.shape[-2]
                        else conv_ops.conv_gather(x, k, stride, 1))
@@ -99,10 +101,10 @@ def main(argv=None):
       model, args.size, args.batch):
     n, h, w, cin = x_shape
     if kind == 'conv_transpose':
-      methods = ('subpixel', 'matmul')
+      methods = ('subpixel', 'matmul', 'winograd')
       auto = layers.resolve_conv_transpose('auto', x_shape, cout)
     else:
-      methods = ('xla', 'matmul')
+      methods = ('xla', 'matmul', 'winograd')
       positions = n * ((h - 2) // stride + 1) * ((w - 2) // stride + 1)
       auto = conv_ops.choose('auto', positions, cin, cout)
     ms = {m: 1e3 * time_layer(kind, m, x_shape, cout, stride, args.repeats)
@@ -110,7 +112,8 @@ def main(argv=None):
     best = min(ms, key=ms.get)
     for key, value in (('auto', ms[auto]), ('best', ms[best]),
                        ('xla everywhere', ms[methods[0]]),
-                       ('matmul everywhere', ms['matmul'])):
+                       ('matmul everywhere', ms['matmul']),
+                       ('winograd everywhere', ms['winograd'])):
       totals[key] = totals.get(key, 0.0) + value
     cells = ', '.join(f'{m} {v:.1f}' for m, v in ms.items())
     print(f'| {name} | {h}x{w}x{cin} | {cout} | {stride} | {auto} | {cells} '

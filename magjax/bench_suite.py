@@ -203,6 +203,10 @@ def summarize_steps(runs, sizes, models):
               [r.get('gflop_per_step') for r in jax_runs]),
           'jax_fraction_of_peak': _median(
               [r.get('fraction_of_peak') for r in jax_runs]),
+          'direct_gflop_per_step': _median(
+              [r.get('direct_gflop_per_step') for r in jax_runs]),
+          'jax_direct_fraction_of_peak': _median(
+              [r.get('direct_fraction_of_peak') for r in jax_runs]),
           'passes': {'pytorch': len(torch_runs), 'jax': len(jax_runs)},
       })
   return rows
@@ -225,10 +229,13 @@ def steps_table(rows):
   """The train-step table (markdown)."""
   return markdown_table(
       ['model', 'size', 'PyTorch ms/step', 'JAX ms/step', 'PyTorch/JAX',
-       'JAX GFLOP/step', 'JAX fraction of measured matmul peak'],
+       'model GFLOP/step', 'JAX executed GFLOP/step',
+       'JAX model FLOP/s / matmul peak', 'JAX executed FLOP/s / matmul peak'],
       [[r['model'], r['size'], _fmt(r['pytorch_ms_per_step'], '.0f'),
         _fmt(r['jax_ms_per_step'], '.0f'), _fmt(r['pytorch_over_jax'], '.2f'),
+        _fmt(r['direct_gflop_per_step'], '.1f'),
         _fmt(r['jax_gflop_per_step'], '.1f'),
+        _fmt(r['jax_direct_fraction_of_peak'], '.3f'),
         _fmt(r['jax_fraction_of_peak'], '.3f')] for r in rows])
 
 
@@ -416,9 +423,11 @@ def main(argv=None, runner=run_command):
   print(f'\n## Train step, batch 1 ({args.steps} timed after {args.warmup} '
         f'warm-up steps{passes})\n')
   print(steps_table(rows))
-  print('\nPyTorch/JAX > 1: JAX is faster. Fraction of peak: the step\'s '
-        'XLA FLOPs per second over the float32 matmul rate measured in the '
-        'same JAX run.')
+  print('\nPyTorch/JAX > 1: JAX is faster. Model GFLOP: XLA\'s count for '
+        'the step with direct convolutions (what PyTorch executes); executed: '
+        'the compiled step\'s (Winograd convolutions execute fewer). FLOP/s '
+        '/ matmul peak: per second over the float32 matmul rate measured in '
+        'the same JAX run.')
   sys.stdout.flush()
 
   input_results = []

@@ -45,7 +45,9 @@ class FakeRunner:
       ms = JAX_MS[model, size] * self.jax_scale(self.jax_count)
       return ('WARNING: some log line\n' + json.dumps({
           'framework': 'jax', 'ms_per_step_median': ms,
-          'gflop_per_step': 12.25, 'fraction_of_peak': 0.25}) + '\n')
+          'gflop_per_step': 12.25, 'fraction_of_peak': 0.25,
+          'direct_gflop_per_step': 20.5,
+          'direct_fraction_of_peak': 0.375}) + '\n')
     return json.dumps({'framework': 'pytorch', 'torch': '2.13.0+cpu',
                        'ms_per_step_median': TORCH_MS[size]})
 
@@ -121,10 +123,12 @@ def test_step_table_ratio_and_input_table(paths, capsys, tmp_path):
   assert _suite(paths, FakeRunner(), '--json-out', str(out_path)) == 0
   out = capsys.readouterr().out
   assert ('| model | size | PyTorch ms/step | JAX ms/step | PyTorch/JAX | '
-          'JAX GFLOP/step | JAX fraction of measured matmul peak |') in out
-  assert '| pix2pix | 256 | 2000 | 1000 | 2.00 | 12.2 | 0.250 |' in out
-  assert '| rhp | 256 | 2000 | 800 | 2.50 | 12.2 | 0.250 |' in out
-  assert '| rhp | 512 | 6000 | 5000 | 1.20 | 12.2 | 0.250 |' in out
+          'model GFLOP/step | JAX executed GFLOP/step | JAX model FLOP/s / '
+          'matmul peak | JAX executed FLOP/s / matmul peak |') in out
+  assert ('| pix2pix | 256 | 2000 | 1000 | 2.00 | 20.5 | 12.2 | 0.375 | '
+          '0.250 |') in out
+  assert '| rhp | 256 | 2000 | 800 | 2.50 | 20.5 | 12.2 | 0.375 | 0.250 |' in out
+  assert '| rhp | 512 | 6000 | 5000 | 1.20 | 20.5 | 12.2 | 0.375 | 0.250 |' in out
   # Input pipeline: against the fastest 512^2 JAX step (pix2pix, 4000 ms):
   # batch 1 at 10 batches/s is 40x; batch 32 at 0.5/s against 32 x 4000 ms
   # is 64x, an estimate.

@@ -36,7 +36,7 @@ def _random(shape, seed):
     (1, 9, 9, 3, 4, 4, 2, 1),    # stride 2 on an odd size (XLA's dx)
     (2, 6, 6, 5, 3, 3, 1, 0),    # another kernel size, no padding
 ])
-def test_gather_and_scatter_equal_lax_forward_and_gradient(
+def test_every_method_equals_lax_forward_and_gradient(
     n, h, w, cin, cout, k, stride, pad):
   x = _random((n, h, w, cin), 0)
   kernel = _random((k, k, cin, cout), 1)
@@ -46,14 +46,20 @@ def test_gather_and_scatter_equal_lax_forward_and_gradient(
       lambda a, kk: _lax_conv(a, kk, stride, pad), x, kernel, r)
   fns = {'gather': lambda a, kk: conv_ops.conv_gather(a, kk, stride, pad),
          'xla': lambda a, kk: conv_ops.conv_xla(a, kk, stride, pad)}
+  if stride == 1 or k % 2 == 0:
+    fns['winograd'] = lambda a, kk: conv_ops.conv_winograd(a, kk, stride, pad)
   if stride == 1:
     fns['scatter'] = lambda a, kk: conv_ops.conv_scatter(a, kk, pad)
   for name, fn in fns.items():
-    np.testing.assert_allclose(fn(x, kernel), want, rtol=1e-5, atol=1e-5,
-                               err_msg=name)
+    # Winograd's transforms round more than a direct sum: its error is
+    # bounded relative to the output's scale (tests/test_winograd.py)
+    scale = 10.0 if name == 'winograd' else 1.0
+    np.testing.assert_allclose(fn(x, kernel), want, rtol=1e-5,
+                               atol=1e-5 * scale, err_msg=name)
     got = _value_and_grads(fn, x, kernel, r)
     for g, wnt in zip(jax.tree.leaves(got), jax.tree.leaves(want_grads)):
-      np.testing.assert_allclose(g, wnt, rtol=1e-4, atol=1e-4, err_msg=name)
+      np.testing.assert_allclose(g, wnt, rtol=1e-4, atol=1e-4 * scale,
+                                 err_msg=name)
 
 
 def test_conv_transpose_scatter_equals_subpixel_and_lax_with_gradients():
@@ -80,8 +86,10 @@ def test_a_wrong_kernel_in_the_right_layout_changes_the_output():
 
 @pytest.mark.parametrize('positions,cin,cout,want', [
     (1, 512, 512, 'matmul'),       # innermost U-Net level
-    (64 * 64, 64, 128, 'xla'),     # an outer level: large map, few channels
-    (16 * 16, 512, 512, 'matmul'),  # 16 x 16 map, 512 channels
+    (64 * 64, 64, 128, 'winograd'),  # an outer level: large map
+    (16 * 16, 512, 512, 'winograd'),  # 16 x 16 map, 512 channels
+    (8 * 8, 512, 512, 'matmul'),   # 8 x 8 map: the transforms cost more
+    (15 * 15, 32, 32, 'xla'),      # a small map with few channels
     (63 * 63, 512, 1, 'matmul'),   # the PatchGAN's 1-channel output
     (256 * 256, 1, 64, 'matmul'),  # the image's single channel
 ])
@@ -90,10 +98,30 @@ def test_auto_policy_on_cpu(positions, cin, cout, want):
 
 
 def test_auto_policy_for_transposed_convolutions_on_cpu():
-  # 512^2 pix2pix: up_conv_3 (64x64x512 -> 128) matmul, up_conv_2 not
-  assert conv_ops.choose('auto', 64 * 64, 512, 128, 'cpu', True) == 'matmul'
-  assert conv_ops.choose('auto', 128 * 128, 256, 64, 'cpu', True) == 'xla'
-  assert conv_ops.choose('auto', 64 * 64, 512, 128, 'cpu') == 'xla'
+  # 512^2 pix2pix: up_conv_4 (32x32x1024 -> 256) and larger by Winograd,
+  # up_conv_5 (16x16x1024 -> 512) and smaller as one dot
+  assert conv_ops.choose('auto', 32 * 32, 1024, 256, 'cpu', True) == 'winograd'
+  assert conv_ops.choose('auto', 128 * 128, 256, 64, 'cpu', True) == 'winograd'
+  assert conv_ops.choose('auto', 16 * 16, 1024, 512, 'cpu', True) == 'matmul'
+  assert conv_ops.choose('auto', 20 * 20, 32, 16, 'cpu', True) == 'xla'
+
+
+def test_auto_policy_keeps_winograd_to_float32():
+  """bfloat16 transforms would round 2-3 bits more: the dot or XLA's conv."""
+  for transposed in (False, True):
+    assert conv_ops.choose('auto', 128 * 128, 256, 64, 'cpu', transposed,
+                           jnp.bfloat16) == 'xla'
+    assert conv_ops.choose('auto', 16 * 16, 512, 512, 'cpu', transposed,
+                           jnp.bfloat16) == 'matmul'
+
+
+@pytest.mark.parametrize('ho,r,want', [
+    (128, 2, 3), (64, 2, 3), (32, 2, 3),  # large maps: fewer products at 3
+    (16, 2, 2), (8, 2, 2), (1, 2, 2),     # 3 does not divide: padding waste
+    (63, 4, 3), (15, 4, 3), (2, 4, 2),
+])
+def test_winograd_tile(ho, r, want):
+  assert conv_ops.winograd_tile(ho, ho, r) == want
 
 
 def test_policy_on_accelerators_and_explicit_methods():
@@ -112,7 +140,7 @@ def test_conv_module_has_flax_parameters_for_every_method():
   assert variables['params']['kernel'].shape == (4, 4, 3, 4)
   variables = jax.tree.map(lambda v: v + 0.1, variables)  # non-zero bias
   want = ref.apply(variables, x)
-  for method in ('matmul', 'auto'):
+  for method in ('matmul', 'winograd', 'auto'):
     got = layers.Conv(4, strides=2, method=method).apply(variables, x)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
@@ -124,7 +152,8 @@ def test_networks_equal_for_every_method(name):
   size = 32
   outs = {}
   for conv, conv_t in (('xla', 'subpixel'), ('matmul', 'matmul'),
-                       ('auto', 'auto'), ('xla', 'lax')):
+                       ('auto', 'auto'), ('xla', 'lax'),
+                       ('winograd', 'winograd')):
     cfg = model_helpers.tiny(name, conv=conv, conv_transpose=conv_t)
     g_vars = model_helpers.random_variables(
         model_helpers.abstract_generator(cfg, size), seed=0, std=0.05)

@@ -143,3 +143,20 @@ def test_bfloat16_generator_stays_close_to_torch():
   want = fixture['eval/G_out']
   np.testing.assert_allclose(fr.nchw(out), want,
                              atol=0.02 * np.abs(want).max())
+
+
+@pytest.mark.parametrize('path', [
+    p if p.id == 'rhp_tiny' else pytest.param(*p.values, id=p.id,
+                                              marks=pytest.mark.slow)
+    for p in FIXTURES if p.id in ('pix2pix_tiny', 'rhp_tiny')])
+def test_winograd_convolutions_reproduce_the_fixture(path):
+  """Every convolution and transposed convolution by Winograd (CPU 'auto'
+  picks it for large maps only, which the tiny fixtures do not have): the
+  whole comparison still passes at the same tolerances."""
+  if isinstance(path, Exception):
+    raise path
+  fixture, _ = _loaded(path)
+  result = fr.run(fixture, conv='winograd', conv_transpose='winograd')
+  rows = fr.compare(fixture, result)
+  assert len(rows) >= 12
+  assert not fr.failures(rows)

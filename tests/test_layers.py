@@ -46,7 +46,7 @@ def test_conv_transpose_methods_equal_torch_forward_and_gradient(shape):
   kernel = jnp.asarray(w_torch.transpose(0, 2, 3, 1))  # documented layout
   want = torch_conv_transpose(x, w_torch)
   want_gx, want_gw = torch_conv_transpose_vjp(x, w_torch, r)
-  for method in ('subpixel', 'lax', 'matmul'):
+  for method in ('subpixel', 'lax', 'matmul', 'winograd'):
     fn = layers.CONV_TRANSPOSE_METHODS[method]
     got = jax.jit(fn)(jnp.asarray(x), kernel)
     np.testing.assert_allclose(got, want, atol=1e-5, err_msg=method)
@@ -79,7 +79,7 @@ def test_conv_transpose_module_same_parameters_for_all_methods():
   assert variables['params']['kernel'].shape == (6, 4, 4, 5)
   assert variables['params']['bias'].shape == (5,)
   variables = jax.tree.map(lambda v: v + 0.1, variables)  # non-zero bias
-  for method in ('lax', 'matmul', 'auto'):
+  for method in ('lax', 'matmul', 'winograd', 'auto'):
     other = layers.ConvTransposeK4S2(5, use_bias=True, method=method)
     np.testing.assert_allclose(sub.apply(variables, x),
                                other.apply(variables, x), atol=1e-5,

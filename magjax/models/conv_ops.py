@@ -21,15 +21,22 @@ cheap slicing around it:
   layers.ConvTransposeK4S2 reshapes to it for free); each output phase (oy %
   2, ox % 2) sums four shifted slices of z; the phases are interleaved.
 
-Every function equals `jax.lax` to float rounding (tests/test_conv_ops.py),
-forward and gradient, and takes the same kernels as the modules in
-layers.py (HWIO; (in, 4, 4, out) for the transposed convolution), so the
-method never changes a parameter or a checkpoint.
+- `conv_winograd`, `conv_transpose_winograd`: Winograd's algorithm
+  (winograd.py), fewer multiplications than any direct form: 2.25x fewer
+  for the stride-2 and transposed convolutions, 4x for the stride-1
+  PatchGAN conv.
 
-`choose` picks per layer: on CPU, a matrix product where the map is small
-next to the channel count or a side has fewer than MIN_CHANNELS channels,
-the stock op elsewhere; on GPU/TPU always the stock op (cuDNN / the TPU
-compiler handle all these shapes well).
+Every function equals `jax.lax` to float rounding (tests/test_conv_ops.py,
+tests/test_winograd.py), forward and gradient, and takes the same kernels
+as the modules in layers.py (HWIO; (in, 4, 4, out) for the transposed
+convolution), so the method never changes a parameter or a checkpoint.
+
+`choose` picks per layer: on CPU, a matrix product where a side has fewer
+than MIN_CHANNELS channels, Winograd (float32 only) from
+WINOGRAD_MIN_POSITIONS output positions up, below that a matrix product
+where the map is small next to the channel count and the stock op
+elsewhere; on GPU/TPU always the stock op (cuDNN / the TPU compiler handle
+all these shapes well).
 """
 
 import functools
@@ -37,7 +44,9 @@ import functools
 import jax
 import jax.numpy as jnp
 
-METHODS = ('auto', 'xla', 'matmul')
+from magjax.models import winograd
+
+METHODS = ('auto', 'xla', 'matmul', 'winograd')
 # A side with fewer channels than this degrades XLA:CPU's conv library to
 # its naive loop; measured: 1 output channel at 128^2 took 14 ms for 17
 # MFLOP.
@@ -51,6 +60,15 @@ POSITIONS_PER_CHANNEL = 4
 # (python -m magjax.bench_layers: at 512^2 the 64x64x512 -> 128 layer is 15 %
 # faster as a matmul, the 128x128x256 -> 64 one 28 % slower).
 TRANSPOSED_POSITIONS_PER_CHANNEL = 8
+# On CPU, Winograd (conv_winograd) wins from this many output positions
+# (batch x map) up: at 512^2 the 16x16 down conv is 20 % faster than the
+# dot, the 8x8 one 30 % slower; the 64x64 stride-1 PatchGAN conv 3.5x
+# faster than XLA's (python -m magjax.bench_layers).
+WINOGRAD_MIN_POSITIONS = 256
+# The same for a transposed convolution, counting its input positions: at
+# 512^2 the 32x32x1024 -> 256 layer is 25 % faster than the dot, the
+# 16x16x1024 -> 512 one equal.
+TRANSPOSED_WINOGRAD_MIN_POSITIONS = 512
 
 
 def _pad_hw(x, pad):
@@ -282,16 +300,50 @@ def _conv_xla_bwd(stride, pad, residuals, dy):
 conv_xla.defvjp(_conv_xla_fwd, _conv_xla_bwd)
 
 
-def choose(method, positions, cin, cout, backend=None, transposed=False):
-  """'xla' or 'matmul' for one layer.
+def winograd_tile(ho, wo, r):
+  """The output tile m (2 or 3) of F(m, r) for an ho x wo output.
+
+  Products per image: ceil(ho / m) ceil(wo / m) (m + r - 1)^2. m = 3 only
+  where that is at least 10 % below m = 2's (its transforms cost more and
+  it rounds a little more; python -m magjax.bench_layers).
+  """
+  def products(m):
+    return -(-ho // m) * -(-wo // m) * (m + r - 1) ** 2
+  return 3 if products(3) < 0.9 * products(2) else 2
+
+
+def conv_winograd(x, kernel, stride, pad, m=None):
+  """conv2d(x, kernel (HWIO), stride 1 or 2, padding=pad) by Winograd
+  (winograd.conv); m: the output tile, winograd_tile's choice when None."""
+  k = kernel.shape[0]
+  ho = _out_size(x.shape[1], k, stride, pad)
+  wo = _out_size(x.shape[2], k, stride, pad)
+  return winograd.conv(x, kernel, stride, pad,
+                       m or winograd_tile(ho, wo, k // stride))
+
+
+def conv_transpose_winograd(x, kernel, m=None):
+  """PyTorch conv_transpose2d(k4, s2, p1), kernel (Cin, 4, 4, Cout), by
+  Winograd (winograd.conv_transpose: the backward pass of the stride-2
+  conv_winograd with the same kernel)."""
+  _spatial_first(kernel)  # checks the (in, 4, 4, out) layout
+  return winograd.conv_transpose(
+      x, kernel, m or winograd_tile(x.shape[1], x.shape[2], 2))
+
+
+def choose(method, positions, cin, cout, backend=None, transposed=False,
+           dtype=jnp.float32):
+  """'xla', 'matmul' or 'winograd' for one layer.
 
   Args:
-    method: 'auto', 'xla' or 'matmul' (the latter two are returned as is).
+    method: 'auto' or one of the others (returned as is).
     positions: output positions of the dot, N x Ho x Wo (for a transposed
       convolution, N x H x W of its input).
     cin, cout: channels.
     backend: jax.default_backend() when None.
     transposed: a transposed convolution (k4 s2 p1).
+    dtype: the computation dtype; 'winograd' only for float32 (its
+      transforms would cost bfloat16 a further 2-3 bits).
   """
   if method not in METHODS:
     raise ValueError(f'conv method must be one of {METHODS}, got {method!r}')
@@ -301,6 +353,10 @@ def choose(method, positions, cin, cout, backend=None, transposed=False):
     return 'xla'
   if min(cin, cout) < MIN_CHANNELS:
     return 'matmul'
+  min_positions = (TRANSPOSED_WINOGRAD_MIN_POSITIONS if transposed
+                   else WINOGRAD_MIN_POSITIONS)
+  if jnp.dtype(dtype) == jnp.float32 and positions >= min_positions:
+    return 'winograd'
   ratio = (TRANSPOSED_POSITIONS_PER_CHANNEL if transposed
            else POSITIONS_PER_CHANNEL)
   return 'matmul' if positions <= ratio * max(cin, cout) else 'xla'

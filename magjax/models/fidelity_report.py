@@ -149,9 +149,17 @@ class Run:
   d_grads: Dict
 
 
-def run(fixture) -> Run:
-  """Eval forwards with the post-step state, one train step from init/."""
+def run(fixture, conv=None, conv_transpose=None) -> Run:
+  """Eval forwards with the post-step state, one train step from init/.
+
+  conv, conv_transpose: force a convolution method (layers.Conv,
+    layers.ConvTransposeK4S2) instead of the config's 'auto'.
+  """
   config = config_for(fixture)
+  if conv:
+    config.model.conv = conv
+  if conv_transpose:
+    config.model.conv_transpose = conv_transpose
   gen, disc = build_generator(config.model), build_discriminator(config.model)
   a, b = nhwc(fixture['a']), nhwc(fixture['b'])
   g_vars, d_vars = variables(fixture, '', config)

@@ -73,6 +73,9 @@ conv_transpose_subpixel = conv_ops.conv_transpose_subpixel
 conv_transpose_lax = conv_ops.conv_transpose_lax
 
 
+# _INIT_NOTE: initialisation keeps only the parameters, so a Winograd layer computes its
+# (discarded) output there with a few stock ops instead of its hundreds of
+# small ones: run eagerly, those took 30 s for a 64^2 tiny network.
 CONV_TRANSPOSE_METHODS = {
     # forward and input gradient as four 2x2 convolutions, kernel gradient
     # as one dot (conv_ops.conv_transpose)
@@ -81,16 +84,18 @@ CONV_TRANSPOSE_METHODS = {
     'lax': conv_transpose_lax,
     # every pass as one dot
     'matmul': lambda x, k: conv_ops.conv_transpose(x, k, 'scatter'),
+    # Winograd F(m, 2) products (the stride-2 conv's passes, swapped)
+    'winograd': conv_ops.conv_transpose_winograd,
 }
 
 
-def resolve_conv_transpose(method, x_shape, features):
+def resolve_conv_transpose(method, x_shape, features, dtype=jnp.float32):
   """The concrete method ('subpixel', 'lax' or 'matmul') for one layer."""
   if method == 'auto':
     n, h, w, cin = x_shape
     picked = conv_ops.choose('auto', n * h * w, cin, features,
-                             transposed=True)
-    return 'matmul' if picked == 'matmul' else 'subpixel'
+                             transposed=True, dtype=dtype)
+    return 'subpixel' if picked == 'xla' else picked
   if method not in CONV_TRANSPOSE_METHODS:
     raise ValueError(f'conv_transpose must be one of '
                      f"{sorted(CONV_TRANSPOSE_METHODS) + ['auto']}, "
@@ -117,7 +122,10 @@ class ConvTransposeK4S2(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    method = resolve_conv_transpose(self.method, x.shape, self.features)
+    method = resolve_conv_transpose(self.method, x.shape, self.features,
+                                    self.dtype)
+    if method == 'winograd' and self.is_initializing():
+      method = 'subpixel'  # see _INIT_NOTE
     kernel = self.param('kernel', self.kernel_init,
                         (x.shape[-1], 4, 4, self.features), jnp.float32)
     y = CONV_TRANSPOSE_METHODS[method](
@@ -158,10 +166,15 @@ class Conv(nn.Module):
                         (k, k, x.shape[-1], self.features), jnp.float32)
     n, h, w, cin = x.shape
     positions = n * ((h + 2 * p - k) // s + 1) * ((w + 2 * p - k) // s + 1)
-    method = conv_ops.choose(self.method, positions, cin, self.features)
+    method = conv_ops.choose(self.method, positions, cin, self.features,
+                             dtype=self.dtype)
+    if method == 'winograd' and self.is_initializing():
+      method = 'xla'  # see _INIT_NOTE
     x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
     if method == 'xla':
       y = conv_ops.conv_xla(x, kernel, s, p)
+    elif method == 'winograd':
+      y = conv_ops.conv_winograd(x, kernel, s, p)
     elif s == 1 and self.features < cin:
       y = conv_ops.conv_scatter(x, kernel, p)
     else:
