@@ -192,10 +192,11 @@ def get_model_config(name):
   model.bn_unbiased_running_var = True  # PyTorch updates running_var unbiased
   model.sn_epsilon = 1e-12
   # How convolutions are computed (never what: same parameters, same
-  # result; magjax/models/conv_ops.py, docs/PERFORMANCE.md). 'auto' picks
-  # per layer: on CPU one dot for small maps and 1-channel layers, XLA's
+  # result to float rounding; magjax/models/conv_ops.py, winograd.py,
+  # docs/PERFORMANCE.md). 'auto' picks per layer: on CPU Winograd for large
+  # maps (float32), one dot for small maps and 1-channel layers, XLA's
   # convolution elsewhere; on GPU/TPU always XLA's ('subpixel' for the
   # transposed convolutions).
-  model.conv = 'auto'  # 'auto', 'xla' or 'matmul'
-  model.conv_transpose = 'auto'  # 'auto', 'subpixel', 'lax' or 'matmul'
+  model.conv = 'auto'  # 'auto', 'xla', 'matmul' or 'winograd'
+  model.conv_transpose = 'auto'  # 'auto', 'subpixel', 'lax', 'matmul', 'winograd'
   return model
