@@ -29,6 +29,8 @@ take this kernel, so checkpoints do not depend on the method:
   gradient, for checking.
 - 'matmul': one dot and shifted sums (conv_ops.conv_transpose_scatter) in
   every pass, the fastest on CPU for small maps and for one output channel.
+- 'winograd': Winograd F(m, 2) (conv_ops.conv_transpose_winograd), the
+  fastest on CPU for large maps.
 - 'auto' (default): conv_ops.choose per layer; 'subpixel' where it says
   'xla'.
 
@@ -37,10 +39,10 @@ Convolution
 `Conv` is `flax.linen.Conv` for square kernels with symmetric padding (same
 parameters `kernel` (k, k, in, out) and `bias`, so checkpoints do not
 depend on the method), computed by XLA's convolution ('xla':
-conv_ops.conv_xla, whose k4 s2 input gradient is four 2x2 convolutions) or
-as one dot
-('matmul': conv_ops.conv_gather, or conv_ops.conv_scatter for a stride-1
-layer with fewer output than input channels), chosen per layer by
+conv_ops.conv_xla, whose k4 s2 input gradient is four 2x2 convolutions),
+as one dot ('matmul': conv_ops.conv_gather, or conv_ops.conv_scatter for a
+stride-1 layer with fewer output than input channels) or by Winograd
+('winograd': conv_ops.conv_winograd, stride 1 or 2), chosen per layer by
 conv_ops.choose when 'auto'.
 
 BatchNorm
@@ -73,9 +75,10 @@ conv_transpose_subpixel = conv_ops.conv_transpose_subpixel
 conv_transpose_lax = conv_ops.conv_transpose_lax
 
 
-# _INIT_NOTE: initialisation keeps only the parameters, so a Winograd layer computes its
-# (discarded) output there with a few stock ops instead of its hundreds of
-# small ones: run eagerly, those took 30 s for a 64^2 tiny network.
+# INIT_NOTE: initialisation keeps only the parameters, so a Winograd layer
+# computes its (discarded) output there with the stock op instead of its
+# hundreds of small ones: run eagerly, create_train_state of a 64^2 tiny
+# network took 34 s with them, 15 s without.
 CONV_TRANSPOSE_METHODS = {
     # forward and input gradient as four 2x2 convolutions, kernel gradient
     # as one dot (conv_ops.conv_transpose)
@@ -90,7 +93,7 @@ CONV_TRANSPOSE_METHODS = {
 
 
 def resolve_conv_transpose(method, x_shape, features, dtype=jnp.float32):
-  """The concrete method ('subpixel', 'lax' or 'matmul') for one layer."""
+  """The concrete method ('subpixel', 'lax', 'matmul' or 'winograd')."""
   if method == 'auto':
     n, h, w, cin = x_shape
     picked = conv_ops.choose('auto', n * h * w, cin, features,
@@ -125,7 +128,7 @@ class ConvTransposeK4S2(nn.Module):
     method = resolve_conv_transpose(self.method, x.shape, self.features,
                                     self.dtype)
     if method == 'winograd' and self.is_initializing():
-      method = 'subpixel'  # see _INIT_NOTE
+      method = 'subpixel'  # see INIT_NOTE
     kernel = self.param('kernel', self.kernel_init,
                         (x.shape[-1], 4, 4, self.features), jnp.float32)
     y = CONV_TRANSPOSE_METHODS[method](
@@ -169,7 +172,7 @@ class Conv(nn.Module):
     method = conv_ops.choose(self.method, positions, cin, self.features,
                              dtype=self.dtype)
     if method == 'winograd' and self.is_initializing():
-      method = 'xla'  # see _INIT_NOTE
+      method = 'xla'  # see INIT_NOTE
     x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
     if method == 'xla':
       y = conv_ops.conv_xla(x, kernel, s, p)
