@@ -78,9 +78,9 @@ def time_train_step(config, size, batch, warmup, repeats, profile_dir=None):
                          jnp.float32) for k in ('aia', 'hmi')}
   step = jax.jit(lambda s, b: steps.train_step(s, b, config),
                  donate_argnums=0)
-  flops = (None, direct_conv_flops(config, state, data))
+  direct = direct_conv_flops(config, state, data)
   compiled = step.lower(state, data).compile()
-  flops = (_flops(compiled.cost_analysis()), flops[1])
+  flops = (_flops(compiled.cost_analysis()), direct)
   params = (count_params(state.g_params), count_params(state.d_params))
   times = []
   for i in range(warmup + repeats):
