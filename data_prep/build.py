@@ -47,6 +47,7 @@ from typing import Any, Iterable, Iterator
 from data_prep import manifest as manifest_lib
 from data_prep import pairing
 from data_prep import splits as splits_lib
+from magjax_common.errors import fail, one_line
 
 # Seconds to wait for a dask scheduler given by address.
 DASK_CONNECT_TIMEOUT = 30
@@ -82,13 +83,13 @@ def run(args: argparse.Namespace) -> int:
   try:
     splits = splits_lib.parse_splits(args.splits or splits_lib.DEFAULT_SPECS)
   except ValueError as e:
-    return _fail(str(e))
+    return fail(e)
   if args.workers < 1:
-    return _fail(f'--workers must be >= 1, got {args.workers}')
+    return fail(f'--workers must be >= 1, got {args.workers}')
   if args.tolerance < 0:
-    return _fail(f'--tolerance must be >= 0, got {args.tolerance}')
+    return fail(f'--tolerance must be >= 0, got {args.tolerance}')
   if not os.path.isdir(args.raw):
-    return _fail(f'raw directory not found: {args.raw}')
+    return fail(f'raw directory not found: {args.raw}')
   manifest_path = os.path.join(args.out, manifest_lib.MANIFEST_NAME)
   try:
     os.makedirs(args.out, exist_ok=True)
@@ -97,14 +98,14 @@ def run(args: argparse.Namespace) -> int:
     # Opened before the long scan so an unwritable OUT fails at once.
     writer = manifest_lib.ManifestWriter(manifest_path)
   except (OSError, ValueError) as e:
-    return _fail(_one_line(str(e)))
+    return fail(e)
 
   with writer, contextlib.ExitStack() as stack:
     try:
       executor = stack.enter_context(make_executor(
           args.workers, getattr(args, 'scheduler', None)))
     except (ImportError, OSError, ValueError) as e:
-      return _fail(_one_line(f'--scheduler {args.scheduler}: {e}'))
+      return fail(f'--scheduler {args.scheduler}: {one_line(e)}')
     map_fn = map if executor is None else functools.partial(
         executor.map, chunksize=32)
     observations, unreadable = pairing.scan(os.path.abspath(args.raw), map_fn)
@@ -214,7 +215,7 @@ def unpaired_record(u: pairing.Unpaired) -> dict[str, Any]:
   return {'pair_id': None, 'status': 'unpaired', 'kind': u.kind,
           'aia': u.path if u.kind == 'aia' else None,
           'hmi': u.path if u.kind == 'hmi' else None,
-          'reason': _one_line(u.reason), 'error': 'Unpaired'}
+          'reason': one_line(u.reason, whole=True), 'error': 'Unpaired'}
 
 
 def process_pair(task: dict[str, Any]) -> dict[str, Any]:
@@ -241,11 +242,12 @@ def process_pair(task: dict[str, Any]) -> dict[str, Any]:
                   exposure=_exposure(aia), synthetic=_synthetic(aia, hmi),
                   aia_patch=names['aia'], hmi_patch=names['hmi'])
   except fitsio.DataError as e:
-    record.update(status='skipped', error='DataError', reason=_one_line(str(e)))
+    record.update(status='skipped', error='DataError',
+                  reason=one_line(e, whole=True))
   except Exception as e:  # pylint: disable=broad-except
     # One bad pair must never abort the batch; the record keeps the cause.
     record.update(status='skipped', error=type(e).__name__,
-                  reason=_one_line(f'{type(e).__name__}: {e}'))
+                  reason=one_line(e, with_type=True, whole=True))
   return record
 
 
@@ -322,7 +324,7 @@ def run_tasks(tasks: list[dict], executor=None) -> Iterator[dict[str, Any]]:
       # A worker died (e.g. killed for memory): record, retry on resume.
       record = dict(futures[future]['record'])
       record.update(status='skipped', error=type(e).__name__,
-                    reason=_one_line(f'{type(e).__name__}: {e}'))
+                    reason=one_line(e, with_type=True, whole=True))
       yield record
 
 
@@ -339,15 +341,6 @@ def summary(records: Iterable[dict[str, Any]], n_unpaired: int) -> str:
 
 def _line_key(record: dict[str, Any]) -> tuple:
   return tuple(record.get(k) for k in ('status', 'aia', 'hmi', 'reason'))
-
-
-def _one_line(text: str) -> str:
-  return ' '.join(str(text).split())
-
-
-def _fail(message: str) -> int:
-  print(f'error: {message}', file=sys.stderr)
-  return 2
 
 
 def main(argv=None) -> int:

@@ -28,6 +28,7 @@ from sunpy.util import MetaDict
 
 from data_prep import fitsio
 from data_prep.fitsio import DataError
+from magjax_common.errors import one_line
 
 
 def _to_map(data, header):
@@ -76,7 +77,7 @@ def load_calibrated(path, *, allow_bad_quality=False, register=False,
     smap = _to_map(data, header)
   except Exception as exc:
     raise DataError(f'{Path(path).name}: sunpy cannot build a map '
-                    f'({fitsio.one_line(exc)})') from exc
+                    f'({one_line(exc)})') from exc
   if kind == 'aia':
     if register:
       smap = _register_aia(smap)

@@ -36,6 +36,7 @@ import warnings
 from pathlib import Path
 
 from data_prep import fitsio, manifest
+from magjax_common.errors import one_line
 
 MANIFEST_NAME = 'download_manifest.jsonl'
 INSTRUMENTS = ('aia', 'hmi')
@@ -141,11 +142,6 @@ def with_retries(fn, *, retries, backoff, sleep=time.sleep):
       sleep(backoff * 2 ** attempt)
 
 
-def _one_line(exc):
-  text = str(exc).strip().splitlines()
-  return f'{type(exc).__name__}: {text[0]}' if text else type(exc).__name__
-
-
 def _load_state(path):
   """(fetched key -> path, finished (instrument, day) -> its file paths)."""
   fetched, done_days, day_of = {}, {}, {}
@@ -204,10 +200,10 @@ def download(start, end, cadence, out, instruments=INSTRUMENTS, *,
           if not reached:
             raise NetworkUnreachable(
                 f'network unreachable: {inst} search for {day} failed after '
-                f'{retries + 1} tries ({_one_line(exc)})') from exc
+                f'{retries + 1} tries ({one_line(exc, with_type=True)})') from exc
           summary['days_failed'] += 1
           writer.append({'event': 'day', 'instrument': inst, 'day': day,
-                         'status': 'failed', 'reason': _one_line(exc)})
+                         'status': 'failed', 'reason': one_line(exc, with_type=True)})
           continue
         reached = True
         summary['days_searched'] += 1
@@ -228,7 +224,7 @@ def download(start, end, cadence, out, instruments=INSTRUMENTS, *,
             summary['failed'] += 1
             writer.append({'event': 'file', 'key': record.key,
                            'instrument': inst, 'time': record.time,
-                           'status': 'failed', 'reason': _one_line(exc)})
+                           'status': 'failed', 'reason': one_line(exc, with_type=True)})
             continue
           rel = str(path.relative_to(out))
           fetched[record.key] = rel

@@ -19,11 +19,12 @@ from astropy.io import fits
 from astropy.time import Time
 from sunpy.time import parse_time
 
-from magjax import fileio
+from magjax_common import fileio
+from magjax_common.errors import UserError, one_line
 
 
-class DataError(ValueError):
-    """A bad input file; the message is one line and names the file."""
+class DataError(UserError, ValueError):
+  """A bad input file; the message is one line and names the file."""
 
 
 AIA_WAVELENGTH = 304
@@ -41,12 +42,6 @@ _NUMERIC_KEYS = ('CROTA2', 'PC1_1', 'PC1_2', 'PC2_1', 'PC2_2', 'RSUN_REF',
 _OBSERVER_KEYSETS = (('HGLN_OBS', 'HGLT_OBS'), ('CRLN_OBS', 'CRLT_OBS'),
                      ('HAEX_OBS', 'HAEY_OBS', 'HAEZ_OBS'),
                      ('HEQX_OBS', 'HEQY_OBS', 'HEQZ_OBS'))
-
-
-def one_line(exc):
-  """The first line of an exception message, with its type if empty."""
-  text = str(exc).strip().splitlines()
-  return text[0] if text and text[0] else type(exc).__name__
 
 
 def _fail(path, message):

@@ -44,11 +44,10 @@ from sunpy.util import MetaDict
 
 from data_prep import calibrate, fitsio
 from data_prep.fitsio import DataError
-import magjax
+from data_prep.grid import HMI_CLIP_GAUSS, PATCH_SCALE_DEG, PATCH_SHAPE
+import magjax_common
+from magjax_common.errors import one_line
 
-PATCH_SHAPE = (800, 900)  # (lat, lon) pixels
-PATCH_SCALE_DEG = 0.1
-HMI_CLIP_GAUSS = 200.0
 # A patch pixel is valid where the bilinear mask of valid source pixels is
 # at least this (i.e. every neighbour used by the interpolation is valid).
 MASK_THRESHOLD = 0.999
@@ -69,7 +68,8 @@ def _rsun_ref(smap):
 
 
 def target_header(smap, shape=PATCH_SHAPE, scale_deg=PATCH_SCALE_DEG):
-  """The CAR patch header (HGS, lon/lat 0 at the array centre)."""
+  """The CAR patch header of a map (HGS, lon/lat 0 at the array centre, the
+  map's time, solar radius and observer)."""
   obstime = smap.reference_date
   centre = SkyCoord(0 * u.deg, 0 * u.deg, frame=frames.HeliographicStonyhurst(
       obstime=obstime, rsun=_rsun_ref(smap)))
@@ -153,7 +153,7 @@ def extract_patch(smap, shape=PATCH_SHAPE, scale_deg=PATCH_SCALE_DEG):
     x, y = _source_pixels(smap, header)
   except (ValueError, TypeError) as exc:  # sunpy/astropy on odd headers
     raise DataError(f'{smap.meta.get("magjax_src", "map")}: cannot place '
-                    f'the map on the Sun ({fitsio.one_line(exc)})') from exc
+                    f'the map on the Sun ({one_line(exc)})') from exc
   data = np.asarray(smap.data, dtype=np.float32)
   values, ok = _interpolate(data, x, y)
   kind = smap.meta.get('magjax_kind') or fitsio.detect_kind(smap.meta)
@@ -178,10 +178,10 @@ def _patch_map(values, header, smap, kind):
   meta['bunit'] = src.get('bunit', 'G' if kind == 'hmi' else 'DN/s')
   meta['patchver'] = 1
   meta['btype'] = 'LOS magnetic field' if kind == 'hmi' else 'intensity'
-  history = [f'magjax {magjax.version()} data_prep: '
+  history = [f'magjax {magjax_common.version()} data_prep: '
              f'{step}' for step in src.get('magjax_steps', [])]
   history.append(
-      f'magjax {magjax.version()} data_prep.patches: HGS CAR '
+      f'magjax {magjax_common.version()} data_prep.patches: HGS CAR '
       f'{header["naxis2"]}x{header["naxis1"]} at '
       f'{header["cdelt1"]:g} deg/px, one cubic interpolation from the '
       'source WCS (rotation, scale, centring), NaN off-disk/missing')

@@ -13,12 +13,7 @@ import sys
 import warnings
 from pathlib import Path
 
-EXIT_BAD_INPUT = 2
-
-
-def _error(message):
-  print(f'error: {message}', file=sys.stderr)
-  return EXIT_BAD_INPUT
+from magjax_common.errors import fail
 
 
 def _add_patch_arguments(parser):
@@ -38,7 +33,7 @@ def _run_patch(args):
   from data_prep import fitsio
   from data_prep.fitsio import DataError
   if args.out.resolve() == args.input.resolve():
-    return _error(f'{args.out}: output would overwrite the input')
+    return fail(f'{args.out}: output would overwrite the input')
   try:
     with warnings.catch_warnings():
       warnings.simplefilter('ignore')
@@ -50,9 +45,9 @@ def _run_patch(args):
                                 allow_bad_quality=args.allow_bad_quality,
                                 register=args.register)
   except DataError as exc:
-    return _error(str(exc))
+    return fail(exc)
   except OSError as exc:
-    return _error(f'{args.out}: cannot write ({exc.strerror or exc})')
+    return fail(f'{args.out}: cannot write ({exc.strerror or exc})')
   valid = float((pmap.data == pmap.data).mean())
   print(f'wrote {args.out} ({pmap.data.shape[0]}x{pmap.data.shape[1]}, '
         f'{100 * valid:.1f}% valid, BUNIT {pmap.meta.get("bunit")})')
@@ -74,7 +69,7 @@ def main(argv=None):
     try:
       from data_prep import build
     except ImportError as exc:
-      return _error(f'data_prep.build is not available ({exc})')
+      return fail(f'data_prep.build is not available ({exc})')
     build.add_arguments(build_parser)
   args = parser.parse_args(argv)
   if args.command == 'patch':

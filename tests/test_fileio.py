@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from magjax import fileio
+from magjax_common import fileio
 
 
 def test_success_writes_the_file_and_leaves_no_tmp(tmp_path):

@@ -51,9 +51,9 @@ import tensorflow_datasets as tfds
 from astropy.io import fits
 
 from data_prep import manifest as manifest_lib
+from data_prep.grid import PATCH_SHAPE
 from magjax.datasets.sdo_ar.features import PackedArray
 
-PATCH_SHAPE = (800, 900)
 IMAGE_SHAPE = PATCH_SHAPE + (1,)
 HMI_STEP_GAUSS = 0.1
 AIA_MANTISSA_BITS = 8
