@@ -5,6 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from magjax import kernels
+from magjax.kernels import direct
 from magjax.models import layers
 from magjax.models import spectral_norm as sn
 
@@ -46,8 +48,10 @@ def test_conv_transpose_methods_equal_torch_forward_and_gradient(shape):
   kernel = jnp.asarray(w_torch.transpose(0, 2, 3, 1))  # documented layout
   want = torch_conv_transpose(x, w_torch)
   want_gx, want_gw = torch_conv_transpose_vjp(x, w_torch, r)
-  for method in ('subpixel', 'lax', 'matmul', 'winograd'):
-    fn = layers.CONV_TRANSPOSE_METHODS[method]
+  fns = {m: (lambda m: lambda a, k: kernels.conv_transpose(a, k, m))(m)
+         for m in kernels.METHODS}
+  fns['lax'] = direct.conv_transpose_lax  # the reference itself
+  for method, fn in fns.items():
     got = jax.jit(fn)(jnp.asarray(x), kernel)
     np.testing.assert_allclose(got, want, atol=1e-5, err_msg=method)
     gx, gk = jax.jit(jax.grad(lambda a, k: jnp.sum(fn(a, k) * r),
@@ -67,25 +71,27 @@ def test_conv_transpose_subpixel_equals_stock_lax_op():
       x, jnp.swapaxes(kernel, 2, 3), (2, 2), ((2, 2), (2, 2)),
       dimension_numbers=('NHWC', 'HWIO', 'NHWC'), transpose_kernel=True)
   in_first = jnp.transpose(kernel, (2, 0, 1, 3))  # the module's layout
-  np.testing.assert_allclose(layers.conv_transpose_subpixel(x, in_first),
+  np.testing.assert_allclose(direct.conv_transpose_subpixel(x, in_first),
                              stock, atol=1e-5)
 
 
 def test_conv_transpose_module_same_parameters_for_all_methods():
   x = jnp.asarray(np.random.default_rng(2).standard_normal((1, 4, 4, 6)),
                   jnp.float32)
-  sub = layers.ConvTransposeK4S2(5, use_bias=True, method='subpixel')
+  sub = layers.ConvTransposeK4S2(
+      5, use_bias=True, policy=kernels.Policy(conv_transpose='xla'))
   variables = sub.init(jax.random.key(0), x)
   assert variables['params']['kernel'].shape == (6, 4, 4, 5)
   assert variables['params']['bias'].shape == (5,)
   variables = jax.tree.map(lambda v: v + 0.1, variables)  # non-zero bias
-  for method in ('lax', 'matmul', 'winograd', 'auto'):
-    other = layers.ConvTransposeK4S2(5, use_bias=True, method=method)
+  for method in ('matmul', 'winograd', 'auto'):
+    other = layers.ConvTransposeK4S2(
+        5, use_bias=True, policy=kernels.Policy(conv_transpose=method))
     np.testing.assert_allclose(sub.apply(variables, x),
                                other.apply(variables, x), atol=1e-5,
                                err_msg=method)
   with pytest.raises(ValueError, match='conv_transpose'):
-    layers.ConvTransposeK4S2(5, method='nope').init(jax.random.key(0), x)
+    layers.ConvTransposeK4S2(5, policy=kernels.Policy(conv_transpose='nope'))
 
 
 @pytest.mark.parametrize('unbiased', [True, False])

@@ -1,4 +1,4 @@
-"""Winograd F(m, r) convolutions (magjax.models.winograd): the transforms are
+"""Winograd F(m, r) convolutions (magjax.kernels.winograd): the transforms are
 exact, every variant equals jax.lax forward and gradient, the rounding is
 bounded against a float64 reference, and bad arguments are one clear error."""
 
@@ -7,7 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from magjax.models import conv_ops, layers, winograd
+from magjax import kernels
+from magjax.kernels import direct, winograd
 
 _DIMS = ('NHWC', 'HWIO', 'NHWC')
 
@@ -96,14 +97,14 @@ def test_conv_equals_lax_forward_and_gradient(n, h, w, cin, cout, k, stride,
     (1, 7, 7, 8, 3, 3)])
 def test_conv_transpose_equals_lax_forward_and_gradient(n, h, w, cin, cout, m):
   x = _random((n, h, w, cin), 3)
-  kernel = _random((cin, 4, 4, cout), 4)  # (in, 4, 4, out), layers.py
-  want = layers.conv_transpose_lax(x, kernel)
+  kernel = _random((cin, 4, 4, cout), 4)  # (in, 4, 4, out), models/layers.py
+  want = direct.conv_transpose_lax(x, kernel)
   assert want.shape == (n, 2 * h, 2 * w, cout)
   fn = lambda a, kk: winograd.conv_transpose(a, kk, m)
   _assert_close(jax.jit(fn)(x, kernel), want, 2e-6, 'forward')
   r = _random(want.shape, 5)
   got = _grads(fn, x, kernel, r)
-  wanted = _grads(layers.conv_transpose_lax, x, kernel, r)
+  wanted = _grads(direct.conv_transpose_lax, x, kernel, r)
   _assert_close(got[0], wanted[0], 5e-6, 'input gradient')
   _assert_close(got[1], wanted[1], 5e-6, 'kernel gradient')
 
@@ -135,8 +136,8 @@ def test_rounding_is_bounded_against_float64():
     (lambda: winograd.conv(jnp.zeros((1, 2, 2, 2)), jnp.zeros((4, 4, 2, 2)),
                            1, 0, 2), 'does not fit'),
     (lambda: winograd.transforms(8, 4), r'F\(8, 4\)'),
-    (lambda: conv_ops.conv_transpose_winograd(jnp.zeros((1, 2, 2, 3)),
-                                              jnp.zeros((4, 4, 3, 2))),
+    (lambda: kernels.conv_transpose(jnp.zeros((1, 2, 2, 3)),
+                                    jnp.zeros((4, 4, 3, 2)), 'winograd'),
      r'\(in, 4, 4, out\)'),
 ])
 def test_bad_arguments_are_one_clear_error(call, match):

@@ -2,6 +2,7 @@
 
 import jax.numpy as jnp
 
+from magjax import kernels
 from magjax.models.discriminator import PatchDiscriminator
 from magjax.models.unet import UNetGenerator, level_channels
 
@@ -12,6 +13,17 @@ def attention_level(model_cfg):
   """The configured attention level (-1: the innermost, num_downs)."""
   level = model_cfg.attn_level
   return model_cfg.num_downs if level == -1 else level
+
+
+def compute_dtype(config):
+  """bfloat16 when config.half_precision, else float32 (parameters and
+  normalisation statistics stay float32 either way)."""
+  return jnp.bfloat16 if config.half_precision else jnp.float32
+
+
+def conv_policy(model_cfg):
+  """kernels.Policy of config.model.conv / conv_transpose (ValueError if bad)."""
+  return kernels.Policy(model_cfg.conv, model_cfg.conv_transpose)
 
 
 def build_generator(model_cfg, dtype=jnp.float32):
@@ -37,8 +49,7 @@ def build_generator(model_cfg, dtype=jnp.float32):
       bn_epsilon=model_cfg.bn_epsilon,
       bn_unbiased_running_var=model_cfg.bn_unbiased_running_var,
       sn_epsilon=model_cfg.sn_epsilon,
-      conv=model_cfg.conv,
-      conv_transpose=model_cfg.conv_transpose,
+      conv_policy=conv_policy(model_cfg),
       dtype=dtype)
 
 
@@ -52,10 +63,11 @@ def build_discriminator(model_cfg, dtype=jnp.float32):
       bn_momentum=model_cfg.bn_momentum,
       bn_epsilon=model_cfg.bn_epsilon,
       bn_unbiased_running_var=model_cfg.bn_unbiased_running_var,
-      conv=model_cfg.conv,
+      conv_policy=conv_policy(model_cfg),
       dtype=dtype)
 
 
 __all__ = ['build_generator', 'build_discriminator', 'attention_level',
+           'compute_dtype', 'conv_policy',
            'level_channels', 'MODEL_NAMES', 'UNetGenerator',
            'PatchDiscriminator']

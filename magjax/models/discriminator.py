@@ -13,6 +13,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
+from magjax import kernels
 from magjax.models.layers import BatchNorm, Conv, normal_around_one
 
 Dtype = Any
@@ -27,7 +28,7 @@ class PatchDiscriminator(nn.Module):
   bn_momentum: float = 0.1
   bn_epsilon: float = 1e-5
   bn_unbiased_running_var: bool = True
-  conv: str = 'auto'  # layers.Conv method: 'auto', 'xla' or 'matmul'
+  conv_policy: kernels.Policy = kernels.Policy()  # how convs are computed
   dtype: Dtype = jnp.float32
 
   @nn.compact
@@ -39,7 +40,7 @@ class PatchDiscriminator(nn.Module):
 
     def conv(features, stride, use_bias, name):
       return Conv(features, 4, strides=stride, padding=1, use_bias=use_bias,
-                  method=self.conv, kernel_init=init, dtype=self.dtype,
+                  policy=self.conv_policy, kernel_init=init, dtype=self.dtype,
                   name=name)
 
     h = jnp.concatenate([a, b], axis=-1).astype(self.dtype)

@@ -23,6 +23,7 @@ from typing import Any, Optional
 import flax.linen as nn
 import jax.numpy as jnp
 
+from magjax import kernels
 from magjax.models.attention import FUSIONS, SelfAttention, fuse
 from magjax.models.layers import (BatchNorm, Conv, ConvTransposeK4S2,
                                   normal_around_one)
@@ -50,8 +51,7 @@ class UNetGenerator(nn.Module):
     init_std: std of the N(0, std) conv init and of the N(1, std) BN scale.
     bn_momentum, bn_epsilon, bn_unbiased_running_var: BatchNorm (PyTorch).
     sn_epsilon: spectral-norm normalize() epsilon.
-    conv: 'auto', 'xla' or 'matmul' (layers.Conv; same parameters).
-    conv_transpose: 'auto', 'subpixel', 'lax' or 'matmul' (same parameters).
+    conv_policy: how the convolutions are computed (kernels.Policy).
     dtype: computation dtype (parameters and BN statistics stay float32).
   """
   output_nc: int = 1
@@ -68,8 +68,7 @@ class UNetGenerator(nn.Module):
   bn_epsilon: float = 1e-5
   bn_unbiased_running_var: bool = True
   sn_epsilon: float = 1e-12
-  conv: str = 'auto'
-  conv_transpose: str = 'auto'
+  conv_policy: kernels.Policy = kernels.Policy()
   dtype: Dtype = jnp.float32
 
   def _norm(self, name):
@@ -106,7 +105,7 @@ class UNetGenerator(nn.Module):
       z = h if k == 1 else nn.leaky_relu(h, 0.2)
       skips.append(z)
       h = Conv(level_channels(k, self.ngf), 4, strides=2, padding=1,
-               use_bias=False, method=self.conv, kernel_init=init,
+               use_bias=False, policy=self.conv_policy, kernel_init=init,
                dtype=self.dtype, name=f'down_conv_{k}')(z)
       if 1 < k < n:
         h = self._norm(f'down_norm_{k}')(h, train)
@@ -119,7 +118,7 @@ class UNetGenerator(nn.Module):
     for k in range(n, 0, -1):
       out_ch = self.output_nc if k == 1 else level_channels(k - 1, self.ngf)
       u = ConvTransposeK4S2(out_ch, use_bias=k == 1,
-                            method=self.conv_transpose, kernel_init=init,
+                            policy=self.conv_policy, kernel_init=init,
                             dtype=self.dtype, name=f'up_conv_{k}')(nn.relu(u))
       if k == 1:
         return jnp.tanh(u.astype(jnp.float32))

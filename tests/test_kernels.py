@@ -1,13 +1,16 @@
-"""Convolutions as matrix products (magjax.models.conv_ops) equal jax.lax's,
-forward and gradient, and the per-layer policy picks what was measured."""
+"""The CPU convolution kernels (magjax.kernels): every method equals jax.lax,
+forward and gradient, through the one entry per operation, and the
+per-layer policy picks what was measured."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from magjax.models import (build_discriminator, build_generator, conv_ops,
-                           layers)
+from magjax import kernels
+from magjax.kernels import direct
+from magjax.kernels import policy
+from magjax.models import build_discriminator, build_generator, layers
 import model_helpers
 
 _DIMS = ('NHWC', 'HWIO', 'NHWC')
@@ -44,12 +47,13 @@ def test_every_method_equals_lax_forward_and_gradient(
   r = _random(want.shape, 2)
   want_grads = _value_and_grads(
       lambda a, kk: _lax_conv(a, kk, stride, pad), x, kernel, r)
-  fns = {'gather': lambda a, kk: conv_ops.conv_gather(a, kk, stride, pad),
-         'xla': lambda a, kk: conv_ops.conv_xla(a, kk, stride, pad)}
-  if stride == 1 or k % 2 == 0:
-    fns['winograd'] = lambda a, kk: conv_ops.conv_winograd(a, kk, stride, pad)
+  fns = {'gather': lambda a, kk: direct.conv_gather(a, kk, stride, pad)}
+  for method in kernels.METHODS:
+    if method != 'winograd' or stride == 1 or k % 2 == 0:
+      fns[method] = (lambda m: lambda a, kk: kernels.conv(a, kk, stride, pad,
+                                                          m))(method)
   if stride == 1:
-    fns['scatter'] = lambda a, kk: conv_ops.conv_scatter(a, kk, pad)
+    fns['scatter'] = lambda a, kk: direct.conv_scatter(a, kk, pad)
   for name, fn in fns.items():
     # Winograd's transforms round more than a direct sum: its error is
     # bounded relative to the output's scale (tests/test_winograd.py)
@@ -62,17 +66,24 @@ def test_every_method_equals_lax_forward_and_gradient(
                                  err_msg=name)
 
 
-def test_conv_transpose_scatter_equals_subpixel_and_lax_with_gradients():
+def test_every_transposed_method_equals_the_stock_op_with_gradients():
   x = _random((2, 3, 5, 6), 3)
   kernel = _random((6, 4, 4, 4), 4)  # (in, 4, 4, out)
   r = _random((2, 6, 10, 4), 5)
-  want = _value_and_grads(layers.conv_transpose_lax, x, kernel, r)
-  for fn in (conv_ops.conv_transpose_scatter, layers.conv_transpose_subpixel):
+  want = _value_and_grads(direct.conv_transpose_lax, x, kernel, r)
+  fns = {'scatter': direct.conv_transpose_scatter,
+         'subpixel': direct.conv_transpose_subpixel}
+  for method in kernels.METHODS:
+    fns[method] = (lambda m: lambda a, k: kernels.conv_transpose(a, k, m))(
+        method)
+  for name, fn in fns.items():
     got = _value_and_grads(fn, x, kernel, r)
     for g, wnt in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
-      np.testing.assert_allclose(g, wnt, rtol=1e-4, atol=1e-4)
+      np.testing.assert_allclose(g, wnt, rtol=1e-4, atol=1e-4, err_msg=name)
   with pytest.raises(ValueError, match=r'\(in, 4, 4, out\)'):
-    conv_ops.conv_transpose_scatter(x, _random((4, 4, 6, 4), 6))
+    direct.conv_transpose_scatter(x, _random((4, 4, 6, 4), 6))
+  with pytest.raises(ValueError, match='method'):
+    kernels.conv_transpose(x, kernel, 'subpixel')  # one vocabulary
 
 
 def test_a_wrong_kernel_in_the_right_layout_changes_the_output():
@@ -80,7 +91,7 @@ def test_a_wrong_kernel_in_the_right_layout_changes_the_output():
   x = _random((1, 4, 4, 3), 7)
   kernel = _random((4, 4, 3, 3), 8)
   want = _lax_conv(x, kernel, 2, 1)
-  wrong = conv_ops.conv_gather(x, jnp.swapaxes(kernel, 0, 1), 2, 1)
+  wrong = direct.conv_gather(x, jnp.swapaxes(kernel, 0, 1), 2, 1)
   assert np.max(np.abs(np.asarray(wrong) - np.asarray(want))) > 1e-2
 
 
@@ -94,25 +105,28 @@ def test_a_wrong_kernel_in_the_right_layout_changes_the_output():
     (256 * 256, 1, 64, 'matmul'),  # the image's single channel
 ])
 def test_auto_policy_on_cpu(positions, cin, cout, want):
-  assert conv_ops.choose('auto', positions, cin, cout, backend='cpu') == want
+  assert policy.choose(positions, cin, cout, backend='cpu') == want
 
 
 def test_auto_policy_for_transposed_convolutions_on_cpu():
   # 512^2 pix2pix: up_conv_4 (32x32x1024 -> 256) and larger by Winograd,
   # up_conv_5 (16x16x1024 -> 512) and smaller as one dot
-  assert conv_ops.choose('auto', 32 * 32, 1024, 256, 'cpu', True) == 'winograd'
-  assert conv_ops.choose('auto', 128 * 128, 256, 64, 'cpu', True) == 'winograd'
-  assert conv_ops.choose('auto', 16 * 16, 1024, 512, 'cpu', True) == 'matmul'
-  assert conv_ops.choose('auto', 20 * 20, 32, 16, 'cpu', True) == 'xla'
+  def choose(positions, cin, cout):
+    return policy.choose(positions, cin, cout, transposed=True,
+                         backend='cpu')
+  assert choose(32 * 32, 1024, 256) == 'winograd'
+  assert choose(128 * 128, 256, 64) == 'winograd'
+  assert choose(16 * 16, 1024, 512) == 'matmul'
+  assert choose(20 * 20, 32, 16) == 'xla'
 
 
 def test_auto_policy_keeps_winograd_to_float32():
   """bfloat16 transforms would round 2-3 bits more: the dot or XLA's conv."""
   for transposed in (False, True):
-    assert conv_ops.choose('auto', 128 * 128, 256, 64, 'cpu', transposed,
-                           jnp.bfloat16) == 'xla'
-    assert conv_ops.choose('auto', 16 * 16, 512, 512, 'cpu', transposed,
-                           jnp.bfloat16) == 'matmul'
+    assert policy.choose(128 * 128, 256, 64, transposed=transposed,
+                         dtype=jnp.bfloat16, backend='cpu') == 'xla'
+    assert policy.choose(16 * 16, 512, 512, transposed=transposed,
+                         dtype=jnp.bfloat16, backend='cpu') == 'matmul'
 
 
 @pytest.mark.parametrize('ho,r,want', [
@@ -121,27 +135,42 @@ def test_auto_policy_keeps_winograd_to_float32():
     (63, 4, 3), (15, 4, 3), (2, 4, 2),
 ])
 def test_winograd_tile(ho, r, want):
-  assert conv_ops.winograd_tile(ho, ho, r) == want
+  assert policy.winograd_tile(ho, ho, r) == want
 
 
-def test_policy_on_accelerators_and_explicit_methods():
+def test_policy_object_resolves_auto_per_layer_and_keeps_explicit_methods():
   for backend in ('gpu', 'tpu'):
-    assert conv_ops.choose('auto', 1, 512, 1, backend=backend) == 'xla'
-  assert conv_ops.choose('xla', 1, 512, 512, backend='cpu') == 'xla'
-  assert conv_ops.choose('matmul', 10 ** 6, 8, 8, backend='tpu') == 'matmul'
-  with pytest.raises(ValueError, match='conv method'):
-    conv_ops.choose('fast', 1, 1, 1)
+    assert policy.choose(1, 512, 1, backend=backend) == 'xla'
+  auto = kernels.Policy()
+  # On this CPU: the innermost U-Net conv (2x2 -> 1x1, 512 channels) is a dot
+  assert auto.conv_method((1, 2, 2, 512), 4, 2, 1, 512,
+                          backend='cpu') == 'matmul'
+  assert auto.conv_transpose_method((1, 64, 64, 128), 64,
+                                    backend='cpu') == 'winograd'
+  assert auto.conv_method((1, 2, 2, 512), 4, 2, 1, 512,
+                          backend='gpu') == 'xla'
+  fixed = kernels.Policy(conv='xla', conv_transpose='matmul')
+  assert fixed.conv_method((1, 2, 2, 512), 4, 2, 1, 512) == 'xla'
+  assert fixed.conv_transpose_method((1, 64, 64, 128), 64) == 'matmul'
+  with pytest.raises(ValueError, match='model.conv must be one of'):
+    kernels.Policy(conv='fast')
+  with pytest.raises(ValueError, match='model.conv_transpose must be one of'):
+    kernels.Policy(conv_transpose='subpixel')  # one vocabulary for both
+  with pytest.raises(ValueError, match='method must be one of'):
+    kernels.conv(jnp.zeros((1, 4, 4, 1)), jnp.zeros((4, 4, 1, 1)), 2, 1,
+                 'auto')  # the policy resolves 'auto', not the kernels
 
 
 def test_conv_module_has_flax_parameters_for_every_method():
   x = _random((2, 8, 8, 3), 9)
-  ref = layers.Conv(4, strides=2, method='xla')
+  ref = layers.Conv(4, strides=2, policy=kernels.Policy(conv='xla'))
   variables = ref.init(jax.random.key(0), x)
   assert variables['params']['kernel'].shape == (4, 4, 3, 4)
   variables = jax.tree.map(lambda v: v + 0.1, variables)  # non-zero bias
   want = ref.apply(variables, x)
   for method in ('matmul', 'winograd', 'auto'):
-    got = layers.Conv(4, strides=2, method=method).apply(variables, x)
+    got = layers.Conv(4, strides=2, policy=kernels.Policy(conv=method)).apply(
+        variables, x)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
@@ -152,8 +181,8 @@ def test_networks_equal_for_every_method(name):
   size = 32
   outs = {}
   # (Winograd everywhere: tests/test_fidelity.py, against PyTorch)
-  for conv, conv_t in (('xla', 'subpixel'), ('matmul', 'matmul'),
-                       ('auto', 'auto'), ('xla', 'lax')):
+  for conv, conv_t in (('xla', 'xla'), ('matmul', 'matmul'),
+                       ('auto', 'auto'), ('xla', 'matmul')):
     cfg = model_helpers.tiny(name, conv=conv, conv_transpose=conv_t)
     g_vars = model_helpers.random_variables(
         model_helpers.abstract_generator(cfg, size), seed=0, std=0.05)
@@ -163,7 +192,7 @@ def test_networks_equal_for_every_method(name):
     gen, disc = build_generator(cfg), build_discriminator(cfg)
     fake = gen.apply(g_vars, a, train=False)
     outs[conv, conv_t] = (fake, disc.apply(d_vars, a, fake, train=False))
-  want = outs['xla', 'subpixel']
+  want = outs['xla', 'xla']
   assert min(float(jnp.max(jnp.abs(w))) for w in want) > 1e-2  # not vacuous
   for key, got in outs.items():
     for g, wnt in zip(got, want):

@@ -1,4 +1,4 @@
-"""Convolutions written as matrix products, and the per-layer choice of method.
+"""Direct convolutions: XLA's, and the same operations as one matrix product.
 
 Why this file exists (measured with jax.profiler on the 2-core CPU, see
 docs/PERFORMANCE.md): XLA:CPU runs a stock convolution through its
@@ -18,25 +18,27 @@ cheap slicing around it:
   k*k shifted slices of z are summed. Cheap when Cout is small.
 - `conv_transpose_scatter`: PyTorch's conv_transpose2d(k4, s2, p1) in the
   same way: z = x @ kernel as (Cin, 16*Cout) (the (in, 4, 4, out) layout of
-  layers.ConvTransposeK4S2 reshapes to it for free); each output phase (oy %
+  the transposed kernel reshapes to it for free); each output phase (oy %
   2, ox % 2) sums four shifted slices of z; the phases are interleaved.
 
-- `conv_winograd`, `conv_transpose_winograd`: Winograd's algorithm
-  (winograd.py), fewer multiplications than any direct form: 2.25x fewer
-  for the stride-2 and transposed convolutions, 4x for the stride-1
-  PatchGAN conv.
+and XLA's own convolutions where they are fast, with hand-written gradients
+where XLA's are slow:
 
-Every function equals `jax.lax` to float rounding (tests/test_conv_ops.py,
-tests/test_winograd.py), forward and gradient, and takes the same kernels
-as the modules in layers.py (HWIO; (in, 4, 4, out) for the transposed
-convolution), so the method never changes a parameter or a checkpoint.
+- `conv_xla`: XLA's convolution; the k4 s2 input gradient as four 2x2
+  convolutions.
+- `conv_transpose_subpixel`: the transposed convolution as four interleaved
+  2x2 convolutions (sub-pixel): on the 2-core CPU ~7x faster than XLA's
+  conv_transpose including the backward pass (64 -> 64 channels, 128^2 ->
+  256^2: 0.60 s against 4.19 s forward + backward, and 3.6x faster to
+  compile).
+- `conv_transpose_dot_grad`: either transposed form, with the kernel
+  gradient as one dot.
+- `conv_transpose_lax`: `jax.lax.conv_transpose`, the stock op, as the
+  reference the others are tested against.
 
-`choose` picks per layer: on CPU, a matrix product where a side has fewer
-than MIN_CHANNELS channels, Winograd (float32 only) from
-WINOGRAD_MIN_POSITIONS output positions up, below that a matrix product
-where the map is small next to the channel count and the stock op
-elsewhere; on GPU/TPU always the stock op (cuDNN / the TPU compiler handle
-all these shapes well).
+Every function equals `jax.lax` to float rounding (tests/test_kernels.py),
+forward and gradient, and takes the kernels of models/layers.py (HWIO;
+(in, 4, 4, out) for the transposed convolution).
 """
 
 import functools
@@ -44,31 +46,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from magjax.models import winograd
-
-METHODS = ('auto', 'xla', 'matmul', 'winograd')
-# A side with fewer channels than this degrades XLA:CPU's conv library to
-# its naive loop; measured: 1 output channel at 128^2 took 14 ms for 17
-# MFLOP.
-MIN_CHANNELS = 8
 _DIMS = ('NHWC', 'HWIO', 'NHWC')
-# On CPU the matrix product wins once the output positions (batch x map) are
-# at most this many times the larger channel count (profiled crossover at
-# 256^2 and 512^2: 2x slower at 32x, equal at 4x, up to 10x faster at 1x).
-POSITIONS_PER_CHANNEL = 4
-# The same for a transposed convolution, counting its input positions
-# (python -m magjax.bench_layers: at 512^2 the 64x64x512 -> 128 layer is 15 %
-# faster as a matmul, the 128x128x256 -> 64 one 28 % slower).
-TRANSPOSED_POSITIONS_PER_CHANNEL = 8
-# On CPU, Winograd (conv_winograd) wins from this many output positions
-# (batch x map) up: at 512^2 the 16x16 down conv is 20 % faster than the
-# dot, the 8x8 one 30 % slower; the 64x64 stride-1 PatchGAN conv 3.5x
-# faster than XLA's (python -m magjax.bench_layers).
-WINOGRAD_MIN_POSITIONS = 256
-# The same for a transposed convolution, counting its input positions: at
-# 512^2 the 32x32x1024 -> 256 layer is 25 % faster than the dot, the
-# 16x16x1024 -> 512 one equal.
-TRANSPOSED_WINOGRAD_MIN_POSITIONS = 512
 
 
 def _pad_hw(x, pad):
@@ -136,7 +114,7 @@ def conv_scatter(x, kernel, pad):
   return y
 
 
-def _spatial_first(kernel):
+def spatial_first(kernel):
   """(in, 4, 4, out) -> (4, 4, in, out), the layout of lax's kernels."""
   if kernel.shape[1:3] != (4, 4):
     raise ValueError(f'kernel must be (in, 4, 4, out), got {kernel.shape}')
@@ -153,7 +131,7 @@ def conv_transpose_subpixel(x, kernel):
   Returns:
     (N, 2H, 2W, Cout).
   """
-  flipped = _spatial_first(kernel)[::-1, ::-1]
+  flipped = spatial_first(kernel)[::-1, ::-1]
   pads = ((1, 0), (0, 1))  # phase 0 reads rows m-1, m; phase 1 rows m, m+1
   rows = []
   for r in range(2):
@@ -173,7 +151,7 @@ def conv_transpose_lax(x, kernel):
   # transpose_kernel=True flips spatially and swaps the last two axes, so it
   # wants (kh, kw, out, in); padding k - 1 - p = 2.
   return jax.lax.conv_transpose(
-      x, jnp.swapaxes(_spatial_first(kernel), 2, 3), strides=(2, 2),
+      x, jnp.swapaxes(spatial_first(kernel), 2, 3), strides=(2, 2),
       padding=((2, 2), (2, 2)), dimension_numbers=_DIMS,
       transpose_kernel=True)
 
@@ -221,44 +199,38 @@ def _gather_taps(dy):
   return jnp.stack(taps, axis=3).reshape(n * h * w, 16 * c)
 
 
-TRANSPOSED_FORWARDS = ('subpixel', 'scatter')
-
-
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def conv_transpose(x, kernel, forward='subpixel'):
+def conv_transpose_dot_grad(x, kernel, form):
   """PyTorch conv_transpose2d(k4, s2, p1); kernel (Cin, 4, 4, Cout).
 
-  forward: 'subpixel' (four 2x2 convolutions; the input gradient too) or
+  form: 'subpixel' (four 2x2 convolutions; the input gradient too) or
   'scatter' (one dot; the input gradient too). The kernel gradient is always
   one dot, x^T @ dy-at-every-tap: for the 128x128x256 -> 64 layer of a 512^2
   U-Net it took 70 ms where the 2x2 convolutions' own kernel gradient took
-  110 ms (python -m magjax.bench_layers).
+  110 ms (python -m tools.bench_layers).
   """
-  if forward not in TRANSPOSED_FORWARDS:
-    raise ValueError(f'forward must be one of {TRANSPOSED_FORWARDS}, '
-                     f'got {forward!r}')
-  if forward == 'subpixel':
+  if form == 'subpixel':
     return conv_transpose_subpixel(x, kernel)
   return conv_transpose_scatter(x, kernel)
 
 
-def _conv_transpose_fwd(x, kernel, forward):
-  return conv_transpose(x, kernel, forward), (x, kernel)
+def _conv_transpose_fwd(x, kernel, form):
+  return conv_transpose_dot_grad(x, kernel, form), (x, kernel)
 
 
-def _conv_transpose_bwd(forward, residuals, dy):
+def _conv_transpose_bwd(form, residuals, dy):
   x, kernel = residuals
   cin = kernel.shape[0]
   dz = _gather_taps(dy)
   dkernel = (x.reshape(-1, cin).T @ dz).reshape(kernel.shape)
-  if forward == 'subpixel':
+  if form == 'subpixel':
     dx = jax.vjp(lambda a: conv_transpose_subpixel(a, kernel), x)[1](dy)[0]
   else:
     dx = (dz @ kernel.reshape(cin, -1).T).reshape(x.shape)
   return dx.astype(x.dtype), dkernel.astype(kernel.dtype)
 
 
-conv_transpose.defvjp(_conv_transpose_fwd, _conv_transpose_bwd)
+conv_transpose_dot_grad.defvjp(_conv_transpose_fwd, _conv_transpose_bwd)
 
 
 def _lax_conv(x, kernel, stride, pad):
@@ -275,7 +247,7 @@ def conv_xla(x, kernel, stride, pad):
   conv_transpose2d of dy with the same kernel, computed as four 2x2
   convolutions (conv_transpose_subpixel) instead of XLA's base-dilated
   convolution: 23 ms instead of 30 ms for a 256x256x64 -> 128 layer
-  (python -m magjax.bench_layers). Otherwise XLA's own gradients.
+  (python -m tools.bench_layers). Otherwise XLA's own gradients.
   """
   return _lax_conv(x, kernel, stride, pad)
 
@@ -298,65 +270,3 @@ def _conv_xla_bwd(stride, pad, residuals, dy):
 
 
 conv_xla.defvjp(_conv_xla_fwd, _conv_xla_bwd)
-
-
-def winograd_tile(ho, wo, r):
-  """The output tile m (2 or 3) of F(m, r) for an ho x wo output.
-
-  Products per image: ceil(ho / m) ceil(wo / m) (m + r - 1)^2. m = 3 only
-  where that is at least 10 % below m = 2's (its transforms cost more and
-  it rounds a little more; python -m magjax.bench_layers).
-  """
-  def products(m):
-    return -(-ho // m) * -(-wo // m) * (m + r - 1) ** 2
-  return 3 if products(3) < 0.9 * products(2) else 2
-
-
-def conv_winograd(x, kernel, stride, pad, m=None):
-  """conv2d(x, kernel (HWIO), stride 1 or 2, padding=pad) by Winograd
-  (winograd.conv); m: the output tile, winograd_tile's choice when None."""
-  k = kernel.shape[0]
-  ho = _out_size(x.shape[1], k, stride, pad)
-  wo = _out_size(x.shape[2], k, stride, pad)
-  return winograd.conv(x, kernel, stride, pad,
-                       m or winograd_tile(ho, wo, k // stride))
-
-
-def conv_transpose_winograd(x, kernel, m=None):
-  """PyTorch conv_transpose2d(k4, s2, p1), kernel (Cin, 4, 4, Cout), by
-  Winograd (winograd.conv_transpose: the backward pass of the stride-2
-  conv_winograd with the same kernel)."""
-  _spatial_first(kernel)  # checks the (in, 4, 4, out) layout
-  return winograd.conv_transpose(
-      x, kernel, m or winograd_tile(x.shape[1], x.shape[2], 2))
-
-
-def choose(method, positions, cin, cout, backend=None, transposed=False,
-           dtype=jnp.float32):
-  """'xla', 'matmul' or 'winograd' for one layer.
-
-  Args:
-    method: 'auto' or one of the others (returned as is).
-    positions: output positions of the dot, N x Ho x Wo (for a transposed
-      convolution, N x H x W of its input).
-    cin, cout: channels.
-    backend: jax.default_backend() when None.
-    transposed: a transposed convolution (k4 s2 p1).
-    dtype: the computation dtype; 'winograd' only for float32 (its
-      transforms would cost bfloat16 a further 2-3 bits).
-  """
-  if method not in METHODS:
-    raise ValueError(f'conv method must be one of {METHODS}, got {method!r}')
-  if method != 'auto':
-    return method
-  if (backend or jax.default_backend()) != 'cpu':
-    return 'xla'
-  if min(cin, cout) < MIN_CHANNELS:
-    return 'matmul'
-  min_positions = (TRANSPOSED_WINOGRAD_MIN_POSITIONS if transposed
-                   else WINOGRAD_MIN_POSITIONS)
-  if jnp.dtype(dtype) == jnp.float32 and positions >= min_positions:
-    return 'winograd'
-  ratio = (TRANSPOSED_POSITIONS_PER_CHANNEL if transposed
-           else POSITIONS_PER_CHANNEL)
-  return 'matmul' if positions <= ratio * max(cin, cout) else 'xla'

@@ -1,0 +1,130 @@
+"""How the networks' convolutions are computed (never what they compute).
+
+One entry per operation, one vocabulary of methods:
+
+  conv(x, kernel, stride, pad, method)   kernel (k, k, in, out), HWIO,
+                                         symmetric zero padding `pad`
+  conv_transpose(x, kernel, method)      PyTorch ConvTranspose2d(k4, s2, p1),
+                                         kernel (in, 4, 4, out)
+
+METHODS:
+- 'xla': XLA's convolutions (`direct.conv_xla`; the transposed one as four
+  interleaved 2x2 convolutions, `direct.conv_transpose_subpixel`), with
+  hand-written gradients where XLA's are slow; the only method off the CPU;
+- 'matmul': one matrix product per pass (`direct.conv_gather` or
+  `conv_scatter`; `direct.conv_transpose_scatter`);
+- 'winograd': Winograd's minimal filtering F(m, r) (`winograd.py`), fewest
+  multiplications, float32.
+
+A network holds one `Policy` (config.model.conv and conv_transpose: 'auto'
+or a method) and its layers ask it for their method (`Policy.conv_method`,
+`Policy.conv_transpose_method`); 'auto' is resolved per layer from its shape
+by `policy.choose`, the measured CPU rule. Nothing else resolves method
+names. Every method takes the same kernel and gives the same result to
+float rounding, forward and gradient (tests/test_kernels.py), so the method
+never changes a parameter or a checkpoint.
+"""
+
+import dataclasses
+
+import jax.numpy as jnp
+
+from magjax.kernels import direct
+from magjax.kernels import policy
+from magjax.kernels import winograd
+
+METHODS = ('xla', 'matmul', 'winograd')
+CHOICES = ('auto',) + METHODS
+
+
+def _out_size(size, k, stride, pad):
+  return (size + 2 * pad - k) // stride + 1
+
+
+def _conv_matmul(x, kernel, stride, pad):
+  if stride == 1 and kernel.shape[3] < kernel.shape[2]:  # few outputs
+    return direct.conv_scatter(x, kernel, pad)
+  return direct.conv_gather(x, kernel, stride, pad)
+
+
+def _conv_winograd(x, kernel, stride, pad):
+  k = kernel.shape[0]
+  m = policy.winograd_tile(_out_size(x.shape[1], k, stride, pad),
+                           _out_size(x.shape[2], k, stride, pad),
+                           k // stride)
+  return winograd.conv(x, kernel, stride, pad, m)
+
+
+def _conv_transpose_winograd(x, kernel):
+  direct.spatial_first(kernel)  # checks the (in, 4, 4, out) layout
+  return winograd.conv_transpose(
+      x, kernel, policy.winograd_tile(x.shape[1], x.shape[2], 2))
+
+
+_CONV = {
+    'xla': direct.conv_xla,
+    'matmul': _conv_matmul,
+    'winograd': _conv_winograd,
+}
+_CONV_TRANSPOSE = {
+    'xla': lambda x, k: direct.conv_transpose_dot_grad(x, k, 'subpixel'),
+    'matmul': lambda x, k: direct.conv_transpose_dot_grad(x, k, 'scatter'),
+    'winograd': _conv_transpose_winograd,
+}
+
+
+def _check(method):
+  if method not in METHODS:
+    raise ValueError(f'convolution method must be one of {METHODS}, got '
+                     f'{method!r}')
+
+
+def conv(x, kernel, stride, pad, method):
+  """conv2d(x (N, H, W, Cin), kernel (k, k, Cin, Cout), stride, padding=pad)."""
+  _check(method)
+  return _CONV[method](x, kernel, stride, pad)
+
+
+def conv_transpose(x, kernel, method):
+  """PyTorch conv_transpose2d(x, w, stride=2, padding=1), kernel (Cin, 4, 4,
+  Cout) = w.transpose(0, 2, 3, 1): (N, H, W, Cin) -> (N, 2H, 2W, Cout)."""
+  _check(method)
+  return _CONV_TRANSPOSE[method](x, kernel)
+
+
+@dataclasses.dataclass(frozen=True)
+class Policy:
+  """The methods of one network: 'auto' (per layer) or one of METHODS.
+
+  Frozen and hashable: a Flax module attribute.
+  """
+  conv: str = 'auto'
+  conv_transpose: str = 'auto'
+
+  def __post_init__(self):
+    for name in ('conv', 'conv_transpose'):
+      value = getattr(self, name)
+      if value not in CHOICES:
+        raise ValueError(f'model.{name} must be one of {CHOICES}, got '
+                         f'{value!r}')
+
+  def conv_method(self, x_shape, kernel_size, stride, pad, features,
+                  dtype=jnp.float32, backend=None):
+    """The method of a conv of `features` outputs on inputs of x_shape
+    (backend: jax.default_backend() when None)."""
+    if self.conv != 'auto':
+      return self.conv
+    n, h, w, cin = x_shape
+    positions = (n * _out_size(h, kernel_size, stride, pad)
+                 * _out_size(w, kernel_size, stride, pad))
+    return policy.choose(positions, cin, features, dtype=dtype,
+                         backend=backend)
+
+  def conv_transpose_method(self, x_shape, features, dtype=jnp.float32,
+                            backend=None):
+    """The method of a k4 s2 transposed conv on inputs of x_shape."""
+    if self.conv_transpose != 'auto':
+      return self.conv_transpose
+    n, h, w, cin = x_shape
+    return policy.choose(n * h * w, cin, features, transposed=True,
+                         dtype=dtype, backend=backend)

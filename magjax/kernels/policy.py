@@ -1,0 +1,76 @@
+"""Which method computes a layer: the per-layer rule behind `Policy('auto')`.
+
+On GPU and TPU always XLA's convolutions (cuDNN and the TPU compiler handle
+every shape of these networks well). On CPU, measured per layer with
+`python -m tools.bench_layers` (docs/PERFORMANCE.md):
+
+- a side with fewer than MIN_CHANNELS channels: one matrix product (XLA:CPU's
+  conv library degrades to its naive loop there);
+- float32 maps from WINOGRAD_MIN_POSITIONS output positions up (transposed:
+  input positions): Winograd;
+- below that, a matrix product where the map is small next to the channel
+  count (positions <= POSITIONS_PER_CHANNEL x the larger channel count),
+  XLA's convolution elsewhere.
+"""
+
+import jax
+import jax.numpy as jnp
+
+# A side with fewer channels than this degrades XLA:CPU's conv library to
+# its naive loop; measured: 1 output channel at 128^2 took 14 ms for 17
+# MFLOP.
+MIN_CHANNELS = 8
+# On CPU the matrix product wins once the output positions (batch x map) are
+# at most this many times the larger channel count (profiled crossover at
+# 256^2 and 512^2: 2x slower at 32x, equal at 4x, up to 10x faster at 1x).
+POSITIONS_PER_CHANNEL = 4
+# The same for a transposed convolution, counting its input positions
+# (tools.bench_layers: at 512^2 the 64x64x512 -> 128 layer is 15 % faster
+# as a matmul, the 128x128x256 -> 64 one 28 % slower).
+TRANSPOSED_POSITIONS_PER_CHANNEL = 8
+# On CPU, Winograd wins from this many output positions (batch x map) up:
+# at 512^2 the 16x16 down conv is 20 % faster than the dot, the 8x8 one
+# 30 % slower; the 64x64 stride-1 PatchGAN conv 3.5x faster than XLA's.
+WINOGRAD_MIN_POSITIONS = 256
+# The same for a transposed convolution, counting its input positions: at
+# 512^2 the 32x32x1024 -> 256 layer is 25 % faster than the dot, the
+# 16x16x1024 -> 512 one equal.
+TRANSPOSED_WINOGRAD_MIN_POSITIONS = 512
+
+
+def choose(positions, cin, cout, *, transposed=False, dtype=jnp.float32,
+           backend=None):
+  """'xla', 'matmul' or 'winograd' for one layer (the module docstring).
+
+  Args:
+    positions: output positions of the layer, N x Ho x Wo (for a transposed
+      convolution, N x H x W of its input).
+    cin, cout: channels.
+    transposed: a transposed convolution (k4 s2 p1).
+    dtype: the computation dtype; Winograd only for float32 (its
+      transforms would cost bfloat16 a further 2-3 bits).
+    backend: jax.default_backend() when None.
+  """
+  if (backend or jax.default_backend()) != 'cpu':
+    return 'xla'
+  if min(cin, cout) < MIN_CHANNELS:
+    return 'matmul'
+  min_positions = (TRANSPOSED_WINOGRAD_MIN_POSITIONS if transposed
+                   else WINOGRAD_MIN_POSITIONS)
+  if jnp.dtype(dtype) == jnp.float32 and positions >= min_positions:
+    return 'winograd'
+  ratio = (TRANSPOSED_POSITIONS_PER_CHANNEL if transposed
+           else POSITIONS_PER_CHANNEL)
+  return 'matmul' if positions <= ratio * max(cin, cout) else 'xla'
+
+
+def winograd_tile(ho, wo, r):
+  """The output tile m (2 or 3) of F(m, r) for an ho x wo output.
+
+  Products per image: ceil(ho / m) ceil(wo / m) (m + r - 1)^2. m = 3 only
+  where that is at least 10 % below m = 2's (its transforms cost more and
+  it rounds a little more; python -m tools.bench_layers).
+  """
+  def products(m):
+    return -(-ho // m) * -(-wo // m) * (m + r - 1) ** 2
+  return 3 if products(3) < 0.9 * products(2) else 2
