@@ -5,7 +5,7 @@
 
 Without --config, the config saved with the checkpoint is used. Writes
 <workdir>/eval/metrics.json, metrics.md and samples.npz (see
-magjax/evaluate.py). Exit codes: 0 done, 2 bad flags, config, checkpoint or
+magjax/evaluation/evaluate.py). Exit codes: 0 done, 2 bad flags, config, checkpoint or
 data (one line `error: ...` on stderr).
 """
 
@@ -16,10 +16,11 @@ from absl import flags
 import ml_collections
 from ml_collections import config_flags
 
+from magjax import checkpoints
 from magjax import cli
-from magjax import evaluate
 from magjax import host_memory
-from magjax import provenance
+from magjax.evaluation import evaluate
+from magjax_common.errors import UserError, fail
 
 FLAGS = flags.FLAGS
 
@@ -36,18 +37,15 @@ config_flags.DEFINE_config_file(
 
 def main(argv):
   if len(argv) > 1:
-    print(f'error: unexpected arguments {argv[1:]}', file=sys.stderr)
-    sys.exit(2)
+    sys.exit(fail(f'unexpected arguments {argv[1:]}'))
   if not FLAGS.workdir:
-    print('error: --workdir is required', file=sys.stderr)
-    sys.exit(2)
+    sys.exit(fail('--workdir is required'))
   config = FLAGS.config
   if config is None:
     try:
-      config, _ = provenance.checkpoint_config(FLAGS.workdir, FLAGS.step)
-    except (FileNotFoundError, ValueError) as e:
-      print(f'error: {cli.one_line(str(e))}', file=sys.stderr)
-      sys.exit(2)
+      config, _ = checkpoints.saved_config(FLAGS.workdir, FLAGS.step)
+    except UserError as e:
+      sys.exit(fail(e))
   if FLAGS.eval_mode:
     config = ml_collections.ConfigDict(config.to_dict())
     config.eval_mode = FLAGS.eval_mode

@@ -95,12 +95,24 @@ def get_paper_config():
   config.keep_checkpoints = 3
 
   # -------------------------------------------------------------- evaluation
-  config.eval_mode = 'crops'  # 'crops' (paper: seeded 512^2 crops) or 'tiled'
-  config.eval_tile_overlap = 64
+  # eval.py on config.eval_split: 'crops' (the paper's protocol: one seeded
+  # crop_size^2 crop per example), 'tiled' (whole patches) or 'both'.
+  config.eval_mode = 'crops'
+  config.eval_tile_overlap = 64  # px between tiles (eval 'tiled', predict)
+  # Crops or tiles per generator call; 0: about 2 x 512^2 pixels per call.
+  config.eval_batch_size = 0
+  config.eval_keep_samples = 3  # whole patches kept for the report figures
+  # Metrics (evaluation/metrics.py), on HMI clipped to +-hmi_saturation.
   config.ssim_window = 11
   config.ssim_sigma = 1.5
   config.cc_binning = 2
   config.strong_field = 100.0  # gauss
+  # During training: eval.py's crop protocol on the validation split every
+  # eval_every_steps (and at the last step) with at most
+  # validation_examples examples, evenly spread (-1: all); 0: never.
+  config.eval_every_steps = 1000
+  config.validation_split = 'validation'
+  config.validation_examples = 256
 
   # ------------------------------------------------------------ distributed
   config.distributed = ml_collections.ConfigDict()
@@ -126,6 +138,7 @@ def _apply_cpu(config):
   config.log_every_steps = 10
   config.sample_every_steps = 50
   config.checkpoint_every_steps = 100
+  config.eval_every_steps = 100
   config.model.ngf = 32
   config.model.ndf = 32
   config.model.num_downs = 6
@@ -139,6 +152,8 @@ def _apply_tiny(config):
   config.log_every_steps = 2
   config.sample_every_steps = 3
   config.checkpoint_every_steps = 3
+  config.eval_every_steps = 3
+  config.validation_examples = 4
   config.keep_checkpoints = 2
   config.prefetch = 1
   config.model.ngf = 8
@@ -192,11 +207,11 @@ def get_model_config(name):
   model.bn_unbiased_running_var = True  # PyTorch updates running_var unbiased
   model.sn_epsilon = 1e-12
   # How convolutions are computed (never what: same parameters, same
-  # result to float rounding; magjax/models/conv_ops.py, winograd.py,
-  # docs/PERFORMANCE.md). 'auto' picks per layer: on CPU Winograd for large
-  # maps (float32), one dot for small maps and 1-channel layers, XLA's
-  # convolution elsewhere; on GPU/TPU always XLA's ('subpixel' for the
-  # transposed convolutions).
-  model.conv = 'auto'  # 'auto', 'xla', 'matmul' or 'winograd'
-  model.conv_transpose = 'auto'  # 'auto', 'subpixel', 'lax', 'matmul', 'winograd'
+  # result to float rounding; magjax/kernels, docs/PERFORMANCE.md): 'auto'
+  # or one of kernels.METHODS ('xla', 'matmul', 'winograd'). 'auto' picks
+  # per layer (kernels/policy.py): on CPU Winograd for large maps
+  # (float32), one dot for small maps and 1-channel layers, XLA's
+  # convolution elsewhere; on GPU/TPU always XLA's.
+  model.conv = 'auto'
+  model.conv_transpose = 'auto'
   return model

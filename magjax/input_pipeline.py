@@ -18,6 +18,8 @@ import threading
 import jax
 import numpy as np
 
+from magjax_common.errors import one_line
+
 
 def load_source(config, split):
   """The `config.dataset` split as a random-access source.
@@ -44,7 +46,7 @@ def load_source(config, split):
   except Exception as e:  # pylint: disable=broad-except  # TFDS raises many kinds
     raise FileNotFoundError(
         f'cannot read {name} split {split!r} from {config.data_dir!r} '
-        f'(build it with `make data`): {str(e).splitlines()[0]}') from e
+        f'(build it with `make data`): {one_line(e)}') from e
 
 
 def normalize_hmi(hmi, config):
@@ -59,20 +61,31 @@ def normalize_aia(aia, config):
   return np.clip(2.0 * (log - config.aia_log_min) / span - 1.0, -1.0, 1.0)
 
 
+def network_input(aia, valid, config):
+  """AIA in DN/s -> the generator's input: normalize_aia where `valid`,
+  config.aia_fill elsewhere (float32). Training, evaluation and predict
+  all use it; they differ only in what they call valid (see preprocess)."""
+  scaled = normalize_aia(np.where(valid, aia, np.float32(0)), config)
+  return np.where(valid, scaled, np.float32(config.aia_fill)).astype(
+      np.float32, copy=False)
+
+
 def preprocess(example, top, left, config):
   """One crop of one example, normalised; masked pixels get the fill values.
 
-  Non-finite values inside the mask are kept (not hidden): a NaN in valid
-  data is a data error that the training loop's NaN policy must see.
+  Valid = the mask: non-finite values inside it are kept (not hidden), since
+  a NaN in valid data is a data error that the training loop's NaN policy
+  must see.
   """
   size = config.crop_size
   window = np.s_[top:top + size, left:left + size]
   mask = np.asarray(example['mask'][window], bool)
-  aia = normalize_aia(np.asarray(example['aia'][window], np.float32), config)
+  aia = np.asarray(example['aia'][window], np.float32)
   hmi = normalize_hmi(np.asarray(example['hmi'][window], np.float32), config)
   return {
-      'aia': np.where(mask, aia, np.float32(config.aia_fill)),
-      'hmi': np.where(mask, hmi, np.float32(config.hmi_fill)),
+      'aia': network_input(aia, mask, config),
+      'hmi': np.where(mask, hmi, np.float32(config.hmi_fill)).astype(
+          np.float32, copy=False),
   }
 
 

@@ -15,7 +15,9 @@ The config is the one saved with the checkpoint (its orbax `meta`), unless
 
 Generation: the whole patch by tiled inference with overlap blending
 (tile = config.crop_size, overlap config.eval_tile_overlap), G in eval mode
-(BatchNorm running statistics, dropout off): deterministic.
+(BatchNorm running statistics, dropout off): deterministic. The inference
+path is evaluation's (`magjax.evaluation.inference`): the same restore and
+the same input normalisation as eval.py and training.
 
 Uncertainty (--samples N, N >= 2): pix2pix (Isola et al. 2017) keeps dropout
 active at test time as its only source of noise. Here the default output is
@@ -48,7 +50,10 @@ import warnings
 
 import numpy as np
 
-EXIT_BAD_INPUT = 2
+from magjax import checkpoints
+from magjax import config_utils
+from magjax_common.errors import UserError, fail, one_line
+
 AIA_WAVELENGTH = 304
 
 # Input header cards not carried into the generated magnetogram.
@@ -61,22 +66,18 @@ _DROP_KEYS = frozenset((
     'SRC_FILE', 'DATE', 'SYNTHETIC'))
 
 
-class PredictError(Exception):
-  """A bad input, workdir or config: one-line message, exit code 2."""
-
-
 # ------------------------------------------------------------------ input
 
 def _raw_header(path):
-  """Header of the first 2-D image HDU; PredictError if unreadable."""
+  """Header of the first 2-D image HDU; UserError if unreadable."""
   from astropy.io import fits  # pylint: disable=g-import-not-at-top
   from data_prep import fitsio  # pylint: disable=g-import-not-at-top
   name = os.path.basename(path)
   if not os.path.isfile(path):
-    raise PredictError(f'{path}: no such file')
+    raise UserError(f'{path}: no such file')
   with open(path, 'rb') as f:
     if f.read(9) != b'SIMPLE  =':
-      raise PredictError(f'{name}: not a FITS file')
+      raise UserError(f'{name}: not a FITS file')
   try:
     with warnings.catch_warnings():
       warnings.simplefilter('ignore')
@@ -95,13 +96,11 @@ def _raw_header(path):
               if key in primary and key not in header:
                 header[key] = primary[key]
             return header
-  except PredictError:
+  except UserError:
     raise
-  except fitsio.DataError as e:
-    raise PredictError(str(e)) from e
   except Exception as e:  # pylint: disable=broad-except  # astropy: many kinds
-    raise PredictError(f'{name}: corrupt FITS file ({_first_line(e)})') from e
-  raise PredictError(f'{name}: no 2-D image in any HDU')
+    raise UserError(f'{name}: corrupt FITS file ({one_line(e)})') from e
+  raise UserError(f'{name}: no 2-D image in any HDU')
 
 
 def _is_patch(header):
@@ -111,16 +110,16 @@ def _is_patch(header):
 
 
 def check_aia_304(path, header):
-  """PredictError unless `header` is an SDO/AIA 304 A image (or its patch)."""
+  """UserError unless `header` is an SDO/AIA 304 A image (or its patch)."""
   from data_prep import fitsio  # pylint: disable=g-import-not-at-top
   name = os.path.basename(path)
   kind = fitsio.detect_kind(header)
   if kind == 'hmi':
-    raise PredictError(
+    raise UserError(
         f'{name}: an SDO/HMI file (CONTENT={header.get("CONTENT")!r}), '
         f'expected an SDO/AIA {AIA_WAVELENGTH} A image')
   if kind != 'aia':
-    raise PredictError(
+    raise UserError(
         f'{name}: not an SDO/AIA file (TELESCOP={header.get("TELESCOP")!r}, '
         f'INSTRUME={header.get("INSTRUME")!r}), expected AIA '
         f'{AIA_WAVELENGTH} A')
@@ -128,12 +127,12 @@ def check_aia_304(path, header):
   try:
     wavelength = float(wavelength)
   except (TypeError, ValueError):
-    raise PredictError(f'{name}: AIA header lacks a numeric WAVELNTH '
-                       f'({wavelength!r})') from None
+    raise UserError(f'{name}: AIA header lacks a numeric WAVELNTH '
+                    f'({wavelength!r})') from None
   if wavelength != AIA_WAVELENGTH:
-    raise PredictError(f'{name}: AIA WAVELNTH is {wavelength:g} A, expected '
-                       f'{AIA_WAVELENGTH} A (the model translates AIA 304 A '
-                       'images)')
+    raise UserError(f'{name}: AIA WAVELNTH is {wavelength:g} A, expected '
+                    f'{AIA_WAVELENGTH} A (the model translates AIA 304 A '
+                    'images)')
 
 
 def load_input_patch(path):
@@ -144,18 +143,17 @@ def load_input_patch(path):
   """
   from astropy.io import fits  # pylint: disable=g-import-not-at-top
   from data_prep import calibrate, patches  # pylint: disable=g-import-not-at-top
-  from data_prep.fitsio import DataError  # pylint: disable=g-import-not-at-top
   name = os.path.basename(path)
   header = _raw_header(path)
   check_aia_304(path, header)
   if _is_patch(header):
     if not str(header.get('CTYPE1', '')).upper().endswith('CAR'):
-      raise PredictError(f'{name}: patch projection {header["CTYPE1"]!r} '
-                         'is not the CAR grid of data_prep.patches')
+      raise UserError(f'{name}: patch projection {header["CTYPE1"]!r} '
+                      'is not the CAR grid of data_prep.patches')
     unit = str(header.get('BUNIT', 'DN/s')).strip()
     if unit.lower().replace(' ', '') not in ('dn/s', 'dn s-1', 'dn/s/pix'):
-      raise PredictError(f'{name}: patch BUNIT is {unit!r}, expected DN/s '
-                         '(an exposure-normalised AIA patch)')
+      raise UserError(f'{name}: patch BUNIT is {unit!r}, expected DN/s '
+                      '(an exposure-normalised AIA patch)')
     try:
       with warnings.catch_warnings():
         warnings.simplefilter('ignore')
@@ -163,20 +161,17 @@ def load_input_patch(path):
           hdu = next(h for h in hdul if h.header.get('NAXIS', 0) == 2)
           data = np.asarray(hdu.data, np.float32)
     except Exception as e:  # pylint: disable=broad-except
-      raise PredictError(f'{name}: corrupt image data '
-                         f'({_first_line(e)})') from e
+      raise UserError(f'{name}: corrupt image data '
+                      f'({one_line(e)})') from e
     if data.ndim != 2 or not np.isfinite(data).any():
-      raise PredictError(f'{name}: the patch holds no valid pixel')
+      raise UserError(f'{name}: the patch holds no valid pixel')
     header['SRC_FILE'] = header.get('SRC_FILE', '') or name
     return data, header, 'patch'
-  try:
-    with warnings.catch_warnings():
-      warnings.simplefilter('ignore')
-      smap = calibrate.load_calibrated(path)
-      pmap = patches.extract_patch(smap)
-      header = patches.patch_header(pmap)
-  except DataError as e:
-    raise PredictError(str(e)) from e
+  with warnings.catch_warnings():  # DataError is a UserError
+    warnings.simplefilter('ignore')
+    smap = calibrate.load_calibrated(path)
+    pmap = patches.extract_patch(smap)
+    header = patches.patch_header(pmap)
   return np.asarray(pmap.data, np.float32), header, 'full-disk'
 
 
@@ -185,27 +180,26 @@ def load_input_patch(path):
 def generate(config, variables, aia_patch, samples=0, seed=0):
   """(mean gauss (H, W) float32, std or None) for an AIA patch in DN/s."""
   import jax  # pylint: disable=g-import-not-at-top
-  from magjax import evaluate  # pylint: disable=g-import-not-at-top
+  from magjax.evaluation import inference  # pylint: disable=g-import-not-at-top
   valid = np.isfinite(aia_patch)
-  x = evaluate.normalized_input(aia_patch, valid, config)
-  batch = evaluate.inference_batch_size(config, int(config.crop_size))
-  saturation = float(config.hmi_saturation)
+  x = inference.network_input(aia_patch, valid, config)
+  batch = inference.inference_batch_size(config)
   if samples:
-    fn = evaluate.make_generator_fn(config, variables, batch,
-                                    rng=jax.random.key(seed))
-    draws = np.stack([evaluate.predict_tiled(fn, x, config)[..., 0]
-                      for _ in range(samples)]).astype(np.float64)
-    mean = draws.mean(axis=0) * saturation
-    std = draws.std(axis=0, ddof=1) * saturation
+    fn = inference.GeneratorFn(config, variables, batch,
+                               rng=jax.random.key(seed))
+    draws = np.stack([inference.to_gauss(inference.predict_tiled(
+        fn, x, config), config) for _ in range(samples)])
+    mean = draws.mean(axis=0)
+    std = draws.std(axis=0, ddof=1)
     if not np.any(std[valid] > 0):
-      raise PredictError(
+      raise UserError(
           f'--samples {samples}: the {samples} dropout draws are identical: '
           f'this generator has no dropout layer (model.dropout '
           f'{config.model.dropout:g}, num_downs {config.model.num_downs}; '
           'junyanz U-Nets drop out only at levels 5..num_downs-1)')
   else:
-    fn = evaluate.make_generator_fn(config, variables, batch)
-    mean = evaluate.predict_tiled(fn, x, config)[..., 0] * saturation
+    fn = inference.GeneratorFn(config, variables, batch)
+    mean = inference.to_gauss(inference.predict_tiled(fn, x, config), config)
     std = None
   mean = np.where(valid, mean, np.nan).astype(np.float32)
   if std is not None:
@@ -217,7 +211,7 @@ def output_header(in_header, *, model, step, cfg_hash, trained_synthetic,
                   src_file, samples, tile, overlap, route):
   """The generated magnetogram's header: the patch WCS + provenance."""
   from astropy.io import fits  # pylint: disable=g-import-not-at-top
-  import magjax  # pylint: disable=g-import-not-at-top
+  import magjax_common  # pylint: disable=g-import-not-at-top
   header = fits.Header()
   for card in in_header.cards:
     key = card.keyword
@@ -249,11 +243,11 @@ def output_header(in_header, *, model, step, cfg_hash, trained_synthetic,
                         '0: dropout off; N: mean of N MC-dropout draws')
   header['TILE'] = (int(tile), 'tiled inference: tile side (px)')
   header['TILEOVLP'] = (int(overlap), 'tiled inference: min overlap (px)')
-  header['MJXVER'] = (magjax.version(), 'magjax version')
+  header['MJXVER'] = (magjax_common.version(), 'magjax version')
   for line in str(in_header.get('HISTORY', '')).splitlines():
     header.add_history(line)
   header.add_history(
-      f'magjax {magjax.version()} predict: {model} generator, '
+      f'magjax {magjax_common.version()} predict: {model} generator, '
       f'checkpoint step {step}, config {cfg_hash}, from '
       f'{os.path.basename(src_file)} ({route})')
   header.add_history(
@@ -282,69 +276,48 @@ def write_output(path, mean, header, std=None):
     std_header['EXTNAME'] = 'STDDEV'
     hdus.append(fits.ImageHDU(std.astype(np.float32), header=std_header,
                               name='STDDEV'))
-  from magjax import fileio  # pylint: disable=g-import-not-at-top
+  from magjax_common import fileio  # pylint: disable=g-import-not-at-top
   try:
     fileio.write_hdulist_atomic(path, fits.HDUList(hdus))
   except OSError as e:  # read-only dir, full disk, file size limit
-    raise PredictError(f'{path}: cannot write ({e.strerror or e})') from e
+    raise UserError(f'{path}: cannot write ({e.strerror or e})') from e
 
 
 # -------------------------------------------------------------------- CLI
 
 def predict(workdir, input_path, output_path, step=None, samples=0,
             config_path=None, seed=0):
-  """The whole command; returns a one-line summary. Raises PredictError."""
-  from magjax import provenance  # pylint: disable=g-import-not-at-top
+  """The whole command; returns a one-line summary. Raises UserError."""
   if samples == 1 or samples < 0:
-    raise PredictError(f'--samples {samples}: need 0 (deterministic) or at '
-                       'least 2 dropout draws for a standard deviation')
+    raise UserError(f'--samples {samples}: need 0 (deterministic) or at '
+                    'least 2 dropout draws for a standard deviation')
   if os.path.abspath(output_path) == os.path.abspath(input_path):
-    raise PredictError(f'{output_path}: output would overwrite the input')
-  # Cheap checks first (no JAX / orbax import): checkpoint listing, input
-  # header.
-  try:
-    step = provenance.check_checkpoint(workdir, step)
-  except FileNotFoundError as e:
-    raise PredictError(_first_line(e)) from e
+    raise UserError(f'{output_path}: output would overwrite the input')
+  # Cheap checks first (no JAX import): checkpoint listing, input header.
+  step = checkpoints.find_step(workdir, step)
   check_aia_304(input_path, _raw_header(input_path))
-  from magjax import evaluate  # pylint: disable=g-import-not-at-top
-  try:
-    saved_config, ckpt_step = provenance.checkpoint_config(workdir, step)
-  except (FileNotFoundError, ValueError) as e:
-    raise PredictError(_first_line(e)) from e
-  if config_path:
-    try:
-      config = provenance.load_config_file(config_path)
-    except (FileNotFoundError, ValueError) as e:
-      raise PredictError(_first_line(e)) from e
-  else:
-    config = saved_config
+  saved_config, step = checkpoints.saved_config(workdir, step)
+  config = (config_utils.load_config_file(config_path) if config_path
+            else saved_config)
   tile, depth = int(config.crop_size), int(config.model.num_downs)
   if tile < 1 or tile % (2 ** depth):
-    raise PredictError(f'config crop_size {tile} (the tile side) is not a '
-                       f'positive multiple of 2**num_downs = {2 ** depth}')
+    raise UserError(f'config crop_size {tile} (the tile side) is not a '
+                    f'positive multiple of 2**num_downs = {2 ** depth}')
   aia, in_header, route = load_input_patch(input_path)
-  try:
-    variables, ckpt_step, _ = evaluate.restore_generator(config, workdir,
-                                                         ckpt_step)
-  except evaluate.EvalError as e:
-    raise PredictError(str(e)) from e
+  from magjax.evaluation import inference  # pylint: disable=g-import-not-at-top  # JAX: slow to import
+  variables, step = inference.restore_generator(config, workdir, step)
   mean, std = generate(config, variables, aia, samples, seed)
   header = output_header(
-      in_header, model=str(config.model.name), step=ckpt_step,
-      cfg_hash=provenance.config_hash(config),
-      trained_synthetic=provenance.trained_on_synthetic(saved_config),
-      src_file=input_path, samples=samples, tile=int(config.crop_size),
-      overlap=evaluate.tile_overlap(config), route=route)
-  try:
-    write_output(output_path, mean, header, std)
-  except OSError as e:
-    raise PredictError(f'{output_path}: cannot write '
-                       f'({e.strerror or e})') from e
+      in_header, model=str(config.model.name), step=step,
+      cfg_hash=config_utils.config_hash(config),
+      trained_synthetic=config_utils.trained_on_synthetic(saved_config),
+      src_file=input_path, samples=samples, tile=tile,
+      overlap=inference.tile_overlap(config), route=route)
+  write_output(output_path, mean, header, std)
   valid = np.isfinite(mean)
   return (f'wrote {output_path} ({mean.shape[0]}x{mean.shape[1]}, '
           f'{100 * valid.mean():.1f}% valid, {config.model.name} step '
-          f'{ckpt_step}{", SYNTHETIC-trained" if header["TRAINSYN"] else ""}'
+          f'{step}{", SYNTHETIC-trained" if header["TRAINSYN"] else ""}'
           f'{f", mean+std of {samples} dropout draws" if samples else ""})')
 
 
@@ -376,16 +349,10 @@ def main(argv=None):
   try:
     message = predict(args.workdir, args.input, args.output, args.step,
                       args.samples, args.config, args.seed)
-  except PredictError as e:
-    print(f'error: {e}', file=sys.stderr)
-    return EXIT_BAD_INPUT
+  except UserError as e:
+    return fail(e)
   print(message)
   return 0
-
-
-def _first_line(e):
-  lines = [l for l in str(e).splitlines() if l.strip()]
-  return lines[0].strip() if lines else type(e).__name__
 
 
 if __name__ == '__main__':

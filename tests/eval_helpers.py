@@ -2,8 +2,8 @@
 
 `save_checkpoint` writes a real orbax checkpoint of a :tiny TrainState in
 about a second: the state's structure comes from `jax.eval_shape` of
-`create_train_state` (the same abstract target evaluate and predict restore
-into) and its leaves are filled with NumPy values (conv weights N(0, 0.02),
+`create_train_state` (the target training restores into; evaluation and
+predict restore its generator part) and its leaves are filled with NumPy values (conv weights N(0, 0.02),
 BatchNorm scale 1 / bias 0, running var 1, attention gamma 0.1, unit
 spectral-norm vectors, zero optimiser moments). Compiling the real
 initialisation of G and D takes about a minute on 2 shared cores; the tests
@@ -15,7 +15,7 @@ import jax
 import numpy as np
 
 from magjax import checkpoints
-from magjax import evaluate
+from magjax.training import train_state
 from train_helpers import load_config, memory_source  # pylint: disable=unused-import
 
 
@@ -42,7 +42,7 @@ def _fill(path, leaf, rng):
 
 def fake_state(config, step=0, seed=0):
   """A TrainState of `config` with NumPy-filled leaves (see module doc)."""
-  target = evaluate.abstract_state(config)
+  target = train_state.abstract_train_state(config)
   rng = np.random.default_rng(seed)
   state = jax.tree_util.tree_map_with_path(
       lambda p, x: _fill(p, x, rng), target)

@@ -5,9 +5,10 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from magjax import checkpoints, evaluate
-from magjax import train as train_lib
-from magjax import train_state as train_state_lib
+from magjax import checkpoints
+from magjax.evaluation import inference
+from magjax.training import train as train_lib
+from magjax.training import train_state as train_state_lib
 from train_helpers import load_config, memory_source
 
 
@@ -38,7 +39,7 @@ def test_restore_names_the_layout_change(old_workdir):
   ckpt = checkpoints.Checkpointer(workdir, read_only=True)
   with pytest.raises(checkpoints.CheckpointMismatchError,
                      match=r'\(in, 4, 4, out\)'):
-    ckpt.restore(checkpoints.abstract_train_state(config))
+    ckpt.restore(train_state_lib.abstract_train_state(config))
   ckpt.close()
 
 
@@ -47,5 +48,6 @@ def test_train_and_eval_exit_with_one_line(old_workdir, capsys):
   assert train_lib.run(config, workdir, memory_source()) == 2
   err = capsys.readouterr().err.strip()
   assert err.startswith('error: checkpoint step 0') and '\n' not in err
-  with pytest.raises(evaluate.EvalError, match='does not fit this model'):
-    evaluate.restore_generator(config, workdir)
+  with pytest.raises(checkpoints.CheckpointMismatchError,
+                     match='does not fit this model'):
+    inference.restore_generator(config, workdir)

@@ -86,6 +86,7 @@ def test_keeps_the_latest_and_restores_a_given_step(tmp_path):
   assert reader.read_meta(step=2)['config']['seed'] == 3
   restored, _ = reader.restore(_state(seed=0, step=0), step=2)
   _assert_equal(restored, _state(seed=2, step=2))
-  with pytest.raises(FileNotFoundError, match='step 1 .*available: \\[2, 3\\]'):
+  with pytest.raises(checkpoints.CheckpointError,
+                     match='step 1 .*available: \\[2, 3\\]'):
     reader.restore(_state(seed=0, step=0), step=1)
   ckpt.close()

@@ -1,5 +1,6 @@
 """configs/*.py, config_utils and the train.py flags (overrides, errors)."""
 
+import json
 import os
 import subprocess
 import sys
@@ -8,6 +9,7 @@ import pytest
 import train_helpers
 
 from magjax import config_utils
+from magjax_common.errors import UserError
 
 
 @pytest.mark.parametrize('variant', ['pix2pix', 'cat', 'rhp'])
@@ -32,7 +34,7 @@ def test_cpu_and_tiny_strings_shrink_the_run():
 
 
 def test_unknown_config_string_is_an_error():
-  with pytest.raises(ValueError, match="unknown config string 'foo'"):
+  with pytest.raises(UserError, match="unknown config string 'foo'"):
     train_helpers.load_config('rhp', 'foo')
 
 
@@ -55,6 +57,9 @@ def test_num_train_steps_is_derived_from_epochs_when_minus_one():
     ({'batch_size': 3}, 'multiple of the 2 devices'),
     ({'nan_policy': 'ignore'}, 'nan_policy'),
     ({'log_every_steps': 0}, 'log_every_steps'),
+    ({'eval_every_steps': -1}, 'eval_every_steps'),
+    ({'eval_batch_size': -2}, 'eval_batch_size'),
+    ({'validation_examples': 0}, 'validation_examples'),
 ])
 def test_validate_rejects_unusable_configs(change, message):
   config = train_helpers.load_config('rhp', None)
@@ -75,6 +80,51 @@ def test_overrides_parse_numbers_and_booleans():
   assert config.model.bn_unbiased_running_var is False
   assert config.half_precision is True
   assert config.model.name == 'rhp' and config.crop_size == 128
+
+
+def test_every_evaluation_setting_is_a_config_field_that_parses():
+  config = _parse('--config.eval_batch_size=8', '--config.eval_keep_samples=0',
+                  '--config.eval_every_steps=0', '--config.eval_mode=both',
+                  '--config.validation_examples=-1',
+                  '--config.validation_split=test', '--config.cc_binning=4',
+                  '--config.eval_tile_overlap=16')
+  assert (config.eval_batch_size, config.eval_keep_samples,
+          config.eval_every_steps, config.validation_examples) == (8, 0, 0, -1)
+  assert (config.eval_mode, config.validation_split, config.cc_binning,
+          config.eval_tile_overlap) == ('both', 'test', 4, 16)
+
+
+def test_config_files_load_from_any_working_directory(tmp_path):
+  """configs/ is a package: the variants' `from configs import default`
+  needs no sys.path patch (python -m magjax.predict --config from /tmp)."""
+  script = ('from magjax import config_utils; import sys; '
+            'print(config_utils.load_config_file(sys.argv[1]).model.name)')
+  result = subprocess.run(
+      [sys.executable, '-c', script,
+       os.path.join(train_helpers.ROOT, 'configs', 'cat.py:tiny')],
+      cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False)
+  assert result.returncode == 0, result.stderr
+  assert result.stdout.strip() == 'cat'
+
+
+def test_a_config_saved_before_a_field_existed_gets_its_default():
+  """A magjax 0.2 checkpoint's config: no evaluation fields yet, and a
+  transposed-convolution method name of the old vocabulary."""
+  saved = config_utils.to_json(train_helpers.load_config('cat', 'cpu'))
+  data = json.loads(saved)
+  for name in ('eval_batch_size', 'eval_keep_samples', 'eval_every_steps',
+               'validation_split', 'validation_examples'):
+    del data[name]
+  data['model']['conv_transpose'] = 'subpixel'
+  data['synthetic'] = True  # recorded by training, not in the defaults
+  config = config_utils.config_from_json(json.dumps(data))
+  assert (config.eval_batch_size, config.eval_every_steps,
+          config.validation_split) == (0, 1000, 'validation')
+  assert config.model.conv_transpose == 'xla'
+  assert (config.model.name, config.crop_size, config.synthetic) == (
+      'cat', 128, True)
+  with pytest.raises(ValueError, match='no usable config'):
+    config_utils.config_from_json('{"seed": 1}')
 
 
 def _train_py(*args, tmp_path):

@@ -1,4 +1,4 @@
-"""magjax.evaluate and eval.py: restore, crops / tiled evaluation, outputs."""
+"""magjax.evaluation and eval.py: restore, crops / tiled evaluation, outputs."""
 
 import json
 import os
@@ -9,8 +9,11 @@ import numpy as np
 import pytest
 
 import eval_helpers
-from magjax import evaluate
-from magjax import metrics as metrics_lib
+from magjax.evaluation import evaluate
+from magjax.evaluation import inference
+from magjax.evaluation import metrics as metrics_lib
+from magjax.evaluation import results
+from magjax_common.errors import UserError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEP = 6
@@ -39,7 +42,7 @@ def run(tmp_path_factory):
 
 def test_metrics_json_fields_and_summary_shapes(run):
   config, workdir, source, result = run
-  on_disk = evaluate.read_metrics(workdir)
+  on_disk = results.read(workdir)
   assert on_disk['checkpoint_step'] == STEP
   assert on_disk['synthetic'] is True and on_disk['data_label'] == 'SYNTHETIC'
   assert on_disk['dataset'] == 'sdo_ar/synthetic (test)'
@@ -83,17 +86,33 @@ def test_markdown_states_data_and_step(run):
   assert '| crops | 4 |' in text and '| tiled | 4 |' in text
 
 
+def test_markdown_states_the_conventions_the_run_used(run):
+  """Not the paper's defaults when the config says otherwise."""
+  config, _, _, result = run
+  config = eval_helpers.tiny_config('rhp')
+  config.hmi_saturation, config.cc_binning = 300.0, 4
+  config.ssim_window, config.strong_field = 7, 250.0
+  changed = dict(result, metric_conventions=metrics_lib.conventions(config))
+  text = results.markdown(changed)
+  assert '±300 G' in text and '4×4 binning' in text and 'CC (4×4)' in text
+  assert '7×7 Gaussian window' in text and '|B| > 250 G' in text
+  assert '±200 G' not in text and '2×2' not in text
+  assert 'c1 = 2.55, c2 = 7.65' in text  # the paper's constants, as used
+  default = results.markdown(result)
+  assert '±200 G' in default and '2×2 binning' in default
+
+
 def test_crop_rows_match_a_direct_computation(run):
   """Row 2 of the crops mode = G on that crop, denormalised, scored."""
   config, workdir, source, result = run
-  variables, step, _ = evaluate.restore_generator(config, workdir)
+  variables, step = inference.restore_generator(config, workdir)
   assert step == STEP
-  fn = evaluate.make_generator_fn(config, variables, batch_size=3)
+  fn = inference.GeneratorFn(config, variables, batch_size=3)
   example = source[2]
   top, left = result['samples']['crops'][2]['crop']
   assert (top, left) == evaluate.crop_offset(config.seed, 2, (40, 48), 32)
   window = np.s_[top:top + 32, left:left + 32]
-  x = evaluate.normalized_input(example['aia'], example['mask'], config)
+  x = inference.network_input(example['aia'], example['mask'], config)
   pred = fn(x[None][(slice(None),) + window])[0, ..., 0] * 200.0
   expected = metrics_lib.sample_metrics(
       pred, example['hmi'][window][..., 0], example['mask'][window][..., 0],
@@ -136,7 +155,7 @@ def test_eval_modes():
     config.eval_mode = value
     assert evaluate.eval_modes(config) == modes
   config.eval_mode = 'whole'
-  with pytest.raises(evaluate.EvalError, match='whole'):
+  with pytest.raises(UserError, match='whole'):
     evaluate.eval_modes(config)
 
 
@@ -153,15 +172,15 @@ def test_real_and_unknown_data_labels(run, tmp_path):
   unknown = evaluate.evaluate(config, str(out), split='validation',
                               source=_source(2, None))
   assert unknown['synthetic'] is None and unknown['data_label'] == 'UNKNOWN'
-  assert evaluate.read_metrics(str(out))['split'] == 'validation'
+  assert results.read(str(out))['split'] == 'validation'
   assert not (out / 'eval' / 'samples.npz').exists()
 
 
 def test_missing_checkpoint_and_step(tmp_path):
   config = eval_helpers.tiny_config('rhp')
-  with pytest.raises(evaluate.EvalError, match='no such workdir'):
+  with pytest.raises(UserError, match='no such workdir'):
     evaluate.evaluate(config, str(tmp_path / 'nope'), source=_source(1))
-  with pytest.raises(evaluate.EvalError, match='no checkpoint'):
+  with pytest.raises(UserError, match='no checkpoint'):
     evaluate.evaluate(config, str(tmp_path), source=_source(1))
 
 
@@ -179,7 +198,7 @@ def test_eval_cli_one_line_error(tmp_path):
 @pytest.mark.slow
 def test_evaluate_after_real_training(tmp_path):
   """train.train_and_evaluate for 2 steps, then evaluate its checkpoint."""
-  from magjax import train  # pylint: disable=g-import-not-at-top
+  from magjax.training import train  # pylint: disable=g-import-not-at-top
   config = eval_helpers.tiny_config('pix2pix')
   config.num_train_steps = 2
   config.eval_mode = 'tiled'

@@ -1,4 +1,4 @@
-"""Tests for magjax.metrics: against scikit-image, hand computations, properties."""
+"""Tests for magjax.evaluation.metrics: against scikit-image, hand computations, properties."""
 
 import math
 import types
@@ -11,7 +11,7 @@ import pytest
 from skimage.metrics import peak_signal_noise_ratio as sk_psnr
 from skimage.metrics import structural_similarity as sk_ssim
 
-from magjax import metrics
+from magjax.evaluation import metrics
 
 KWARGS = dict(saturation=200.0, ssim_window=11, ssim_sigma=1.5, binning=2,
               strong_field=100.0)

@@ -16,7 +16,7 @@ import eval_helpers
 from data_prep import patches
 from data_prep import synthesize
 from magjax import predict
-from magjax import provenance
+from magjax import config_utils
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEP = 4
@@ -85,7 +85,7 @@ def test_round_trip_on_a_synthetic_full_disk_file(setup):
   assert header['BUNIT'] == 'G'
   assert header['MODEL'] == 'rhp'
   assert header['CKPTSTEP'] == STEP
-  assert header['CFGHASH'] == provenance.config_hash(setup['config'])
+  assert header['CFGHASH'] == config_utils.config_hash(setup['config'])
   assert header['TRAINSYN'] is True
   assert header['SYNTHETIC'] is True  # the input is synthetic
   assert header['SRC_FILE'] == os.path.basename(setup['aia'])

@@ -144,7 +144,7 @@ def test_cli_on_real_files(real_hmi, tmp_path, capsys):
 
 
 def test_bench_worker_times_a_pair(real_hmi, tmp_path):
-  from data_prep import bench
+  from tools import prep_bench as bench
   aia = bench._upsampled_aia(tmp_path)  # the no-generator fallback input
   result = bench.worker(aia, real_hmi[GOOD], repeats=1, any_wavelength=True)
   assert len(result['wall_s']) == 1 and result['wall_s'][0] > 0

@@ -1,4 +1,4 @@
-"""magjax.report / magjax.figures on three fake evaluation directories."""
+"""magjax.evaluation.report / figures on three fake evaluation directories."""
 
 import json
 import os
@@ -7,10 +7,12 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from magjax import evaluate
-from magjax import metrics as metrics_lib
-from magjax import provenance
-from magjax import report
+from data_prep import grid
+from magjax import input_pipeline
+from magjax.evaluation import figures as figures_lib
+from magjax.evaluation import metrics as metrics_lib
+from magjax.evaluation import report
+from magjax.evaluation import results
 
 SHAPE = (80, 90)
 
@@ -32,9 +34,9 @@ def _fake_run(root, model, psnr, pair_ids, synthetic=True, step=1000):
   eval_dir = os.path.join(workdir, 'eval')
   os.makedirs(eval_dir)
   result = {
-      'format': evaluate.FORMAT, 'dataset': 'sdo_ar/synthetic',
+      'format': results.FORMAT, 'dataset': 'sdo_ar/synthetic',
       'synthetic': synthetic,
-      'data_label': evaluate.dataset_label(synthetic), 'split': 'test',
+      'data_label': input_pipeline.data_label(synthetic), 'split': 'test',
       'num_examples': 2, 'checkpoint_step': step, 'workdir': workdir,
       'model': model, 'config_hash': 'abcdef012345',
       'eval_modes': ['crops', 'tiled'], 'primary_mode': 'crops',
@@ -45,14 +47,14 @@ def _fake_run(root, model, psnr, pair_ids, synthetic=True, step=1000):
       'samples': {'crops': [], 'tiled': []},
       'magjax_version': '0.1.0', 'created_utc': '2026-11-25T00:00:00Z'}
   with open(os.path.join(eval_dir, 'metrics.json'), 'w') as f:
-    json.dump(evaluate._jsonable(result), f)  # pylint: disable=protected-access
+    json.dump(results.jsonable(result), f)
   rng = np.random.default_rng(len(model))
   n = len(pair_ids)
   yy, xx = np.mgrid[:SHAPE[0], :SHAPE[1]]
   mask = np.broadcast_to((xx - 45) ** 2 + (yy - 40) ** 2 < 38 ** 2,
                          (n,) + SHAPE)
   hmi = np.where(mask, rng.normal(0, 80, (n,) + SHAPE), np.nan)
-  header = provenance.patch_geometry_header('2012-10-01T00:00:00', SHAPE)
+  header = grid.grid_header('2012-10-01T00:00:00', SHAPE)
   np.savez(
       os.path.join(eval_dir, 'samples.npz'),
       aia=np.where(mask, 10 ** rng.uniform(1, 3, (n,) + SHAPE), np.nan),
@@ -129,8 +131,8 @@ def test_missing_evaluation_is_one_line_error(runs, tmp_path, capsys):
 
 
 def test_lonlat_extent_of_the_patch_grid():
-  header = provenance.patch_geometry_header(None, (800, 900))
-  assert provenance.lonlat_extent(header, (800, 900)) == pytest.approx(
+  header = grid.grid_header(None, (800, 900))
+  assert figures_lib.lonlat_extent(header, (800, 900)) == pytest.approx(
       (-45.0, 45.0, -40.0, 40.0))
 
 

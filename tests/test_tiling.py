@@ -1,4 +1,4 @@
-"""Tests for magjax.tiling: coverage, weights and exact reconstruction."""
+"""Tests for magjax.evaluation.tiling: coverage, weights and exact reconstruction."""
 
 import hypothesis
 from hypothesis import strategies as st
@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from magjax import tiling
+from magjax.evaluation import tiling
 
 
 @hypothesis.settings(max_examples=200, deadline=None)

@@ -21,8 +21,9 @@ codec library), then hands back float32 (or bool) NumPy arrays on read:
 
 Values are NaN-free by contract (the builder zeroes pixels outside the mask);
 NaN is rejected at encoding rather than silently changed.  Why not the TFDS
-``Tensor(encoding='zlib')``: on float32 it saved 8 % and cut reads three-fold
-(DESIGN.md); quantising first, then Blosc, is both smaller and fast.
+``Tensor(encoding='zlib')``: on float32 it saved 8 % and cut reads from about
+60 to 20 samples/s (measured on the 2-core machine, tfds 4.9.10);
+quantising first, then Blosc, is both smaller and fast.
 """
 
 from __future__ import annotations

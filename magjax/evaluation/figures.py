@@ -9,7 +9,7 @@ Colour maps are sunpy's SDO maps (`sdoaia304` for AIA on a log scale,
 a diverging map for B over +-saturation G, another for differences;
 colour bars are in DN/s and gauss. Axes are Stonyhurst heliographic
 longitude / latitude in degrees, taken from the patch WCS (CAR, so linear:
-`imshow` extents from `provenance.lonlat_extent`). Pixels outside the mask
+`imshow` extents from `lonlat_extent`). Pixels outside the mask
 (off-disk / invalid) are drawn light grey. SYNTHETIC data say so in the
 title.
 """
@@ -25,7 +25,7 @@ from matplotlib import colors  # pylint: disable=g-import-not-at-top,wrong-impor
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 import sunpy.visualization.colormaps as sunpy_cm  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-from magjax import provenance  # pylint: disable=g-import-not-at-top,wrong-import-position
+from data_prep import grid  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 MODEL_TITLES = {'pix2pix': 'pix2pix', 'cat': 'cat-attention',
                 'rhp': 'RHP-attention'}
@@ -47,6 +47,25 @@ def order_models(names):
   """pix2pix, cat, rhp first (the paper's order), then the others."""
   known = [n for n in MODEL_ORDER if n in names]
   return known + [n for n in names if n not in MODEL_ORDER]
+
+
+def lonlat_extent(header, shape):
+  """(lon_min, lon_max, lat_min, lat_max) in deg of the pixel edges.
+
+  For `imshow(..., origin='lower', extent=...)` of a CAR patch (linear
+  axes): evaluated with astropy's WCS at the outer pixel edges.
+  """
+  import warnings  # pylint: disable=g-import-not-at-top
+  from astropy.wcs import WCS  # pylint: disable=g-import-not-at-top
+  ny, nx = shape
+  with warnings.catch_warnings():
+    warnings.simplefilter('ignore')
+    wcs = WCS(header, naxis=2)
+    x = np.array([-0.5, nx - 0.5, (nx - 1) / 2, (nx - 1) / 2])
+    y = np.array([(ny - 1) / 2, (ny - 1) / 2, -0.5, ny - 0.5])
+    lon, lat = wcs.wcs_pix2world(x, y, 0)
+  lon = (np.asarray(lon) + 180.0) % 360.0 - 180.0
+  return float(lon[0]), float(lon[1]), float(lat[2]), float(lat[3])
 
 
 def _cmap(name):
@@ -132,10 +151,10 @@ def comparison_figure(path, aia, hmi, preds, *, mask=None, header=None,
   mask = np.asarray(mask, bool)
   shape = hmi.shape
   if header is None:
-    header = provenance.patch_geometry_header(shape=shape)
+    header = grid.grid_header(shape=shape)
   elif isinstance(header, str):
     header = fits.Header.fromstring(header)
-  extent = provenance.lonlat_extent(header, shape)
+  extent = lonlat_extent(header, shape)
   names = order_models(list(preds))
   ncols = 2 + len(names)
 

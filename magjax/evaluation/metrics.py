@@ -3,8 +3,9 @@
 Pure NumPy functions, vectorised, float64 internally. Every parameter comes
 from the caller; `configs/default.py` holds the defaults (`ssim_window` 11,
 `ssim_sigma` 1.5, `cc_binning` 2, `strong_field` 100 G, `hmi_saturation`
-200 G), and `metric_kwargs(config)` turns a config into the keyword
-arguments of `sample_metrics`.
+200 G), `metric_kwargs(config)` turns a config into the keyword arguments
+of `sample_metrics`, and `conventions(config)` describes them for results
+files.
 
 Image metrics (the paper's Table 1) are computed on magnetograms mapped from
 +-saturation G to 0..255 (`to_byte_scale`), as the paper implies:
@@ -311,3 +312,27 @@ def summarise(samples):
     else:
       out[k] = {'mean': float(v.mean()), 'std': math.nan, 'n': int(v.size)}
   return out
+
+
+def conventions(config):
+  """The conventions `sample_metrics` follows under `config`, as a dict for
+  results files (metrics.json) and their Markdown (results.markdown)."""
+  kw = metric_kwargs(config)
+  return {
+      'saturation_gauss': kw['saturation'],
+      'image_scale': (f'gauss clipped to +-{kw["saturation"]:g} G and mapped '
+                      'to 0..255 for psnr, ssim_*, cc_binned'),
+      'psnr': '10 log10(255^2 / MSE)',
+      'ssim_paper': {'c1': SSIM_PAPER[0], 'c2': SSIM_PAPER[1],
+                     'note': 'constants as printed in Sun, Xu et al. 2023'},
+      'ssim_wang': {'c1': SSIM_WANG[0], 'c2': SSIM_WANG[1],
+                    'note': 'Wang et al. 2004, (K L)^2'},
+      'ssim_window': kw['ssim_window'], 'ssim_sigma': kw['ssim_sigma'],
+      'cc_binning': kw['binning'],
+      'strong_field_gauss': kw['strong_field'],
+      'physical': 'rmse_gauss, flux_ratio, polarity_agreement, strong_cc '
+                  'in gauss, unclipped',
+      'mask': 'pixels outside the mask (off-disk / invalid) excluded',
+      'summary': 'mean and population std (ddof 0) over samples; NaN '
+                 'samples excluded, n counts the rest',
+  }

@@ -1,0 +1,181 @@
+"""The inference path shared by eval.py, predict, the report and training's
+validation: restore a generator, normalise as training does, generate.
+
+- `restore_generator(config, workdir, step)`: G's variables of a checkpoint,
+  read alone (the discriminator and optimisers are not read).
+- `generate(variables, aia, config, rng=None)`: G in eval mode (BatchNorm
+  running statistics, stored spectral-norm vectors); with `rng`, dropout
+  stays active (Monte-Carlo dropout).
+- `network_input(aia, valid, config)`: AIA in DN/s -> the network's input,
+  by training's own normalisation (`input_pipeline.network_input`); here
+  `valid` is the mask AND finite data, so a missing pixel inside the disk
+  gets the fill value instead of spreading NaN through a tile (training
+  keeps such a NaN, for its NaN policy to see).
+- `GeneratorFn`: one jitted G of a fixed batch size; `predict_tiled`: whole
+  images by overlap-blended tiles (`tiling.tiled_apply`).
+"""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from magjax import checkpoints
+from magjax import input_pipeline
+from magjax.evaluation import tiling
+from magjax.models import build_generator, compute_dtype
+from magjax_common.errors import one_line
+
+# Tiles or crops per generator call when config.eval_batch_size is 0:
+# about this many pixels (two 512^2 tiles), between 1 and 64 images.
+AUTO_BATCH_PIXELS = 2 * 512 * 512
+
+
+def generate(variables, aia, config, rng=None):
+  """G(aia) in eval mode, float32 (N, H, W, output_nc) in [-1, 1].
+
+  variables: {'params', 'batch_stats'} of G (a checkpoint's, or imported).
+  rng: if given, dropout stays active with this key (Monte-Carlo dropout for
+    uncertainty maps); BatchNorm still uses its running statistics.
+  """
+  gen = build_generator(config.model, compute_dtype(config))
+  if rng is None:
+    return gen.apply(variables, aia, train=False)
+  return gen.apply(variables, aia, train=False, mc_dropout=True,
+                   rngs={'dropout': rng})
+
+
+def abstract_generator_variables(config):
+  """G's {'params', 'batch_stats'} as jax.ShapeDtypeStructs (no compute)."""
+  crop = int(config.crop_size)
+  x = jax.ShapeDtypeStruct((1, crop, crop, int(config.model.input_nc)),
+                           jnp.float32)
+  gen = build_generator(config.model)
+  return jax.eval_shape(lambda k, x: gen.init(k, x, train=False),
+                        jax.random.key(0), x)
+
+
+def restore_generator(config, workdir, step=None):
+  """(G variables, step) of checkpoint `step` (default: the latest).
+
+  Reads the generator's parameters and statistics alone (a partial
+  restore), placed on the first device.
+
+  Raises:
+    checkpoints.CheckpointError: no workdir, checkpoint or step, or a
+      checkpoint that does not fit `config`'s model.
+  """
+  step = checkpoints.find_step(workdir, step)
+  try:
+    abstract = abstract_generator_variables(config)
+  except (ValueError, TypeError) as e:
+    raise checkpoints.CheckpointError(
+        f'cannot build the model of the config: {one_line(e)}') from e
+  device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  target = {
+      'step': jax.ShapeDtypeStruct((), jnp.int32, sharding=device),
+      'g_params': _placed(abstract['params'], device),
+      'g_batch_stats': _placed(abstract.get('batch_stats', {}), device),
+  }
+  ckpt = checkpoints.Checkpointer(workdir, read_only=True)
+  try:
+    state, _ = ckpt.restore(target, step, partial=True)
+  except checkpoints.CheckpointError:
+    raise
+  except Exception as e:  # pylint: disable=broad-except  # orbax: many kinds
+    raise checkpoints.CheckpointMismatchError(
+        f'checkpoint {step} in {checkpoints.directory(workdir)!r} does not '
+        f'match the config (model {config.model.name!r}, ngf '
+        f'{config.model.ngf}, num_downs {config.model.num_downs}): '
+        f'{one_line(e)}') from e
+  finally:
+    ckpt.close()
+  variables = {'params': state['g_params'],
+               'batch_stats': state['g_batch_stats']}
+  return variables, int(jax.device_get(state['step']))
+
+
+def _placed(tree, sharding):
+  return jax.tree.map(
+      lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding),
+      tree)
+
+
+def network_input(aia, valid, config):
+  """(H, W, 1) float32 network input of an AIA image in DN/s.
+
+  valid: where the image holds data (mask), further restricted here to
+  finite values; elsewhere config.aia_fill.
+  """
+  aia = np.asarray(aia, np.float32)
+  if aia.ndim == 2:
+    aia = aia[..., None]
+  valid = np.asarray(valid, bool).reshape(aia.shape) & np.isfinite(aia)
+  return input_pipeline.network_input(aia, valid, config)
+
+
+def to_gauss(pred, config):
+  """Network output(s) in [-1, 1] -> gauss (float64), channel dropped."""
+  return np.asarray(pred, np.float64)[..., 0] * float(config.hmi_saturation)
+
+
+def tile_overlap(config):
+  """config.eval_tile_overlap, reduced to tile // 2 when it does not fit."""
+  tile = int(config.crop_size)
+  return max(0, min(int(config.eval_tile_overlap), tile // 2))
+
+
+def inference_batch_size(config):
+  """config.eval_batch_size, else about AUTO_BATCH_PIXELS per call (1..64)."""
+  size = int(config.eval_batch_size)
+  if size > 0:
+    return size
+  tile = int(config.crop_size)
+  return int(max(1, min(64, AUTO_BATCH_PIXELS // (tile * tile))))
+
+
+class GeneratorFn:
+  """fn(images (N, h, w, C)) -> G's output (N, h, w, C_out), NumPy float32.
+
+  One jitted G (eval mode) of fixed batch `batch_size`: inputs are padded
+  to it and split into chunks of it, so it compiles once per image shape.
+  With `rng` (a typed key), dropout stays active (Monte-Carlo dropout);
+  each call folds a call counter into the key, so the tiles of one image
+  get independent dropout masks, deterministically.
+  """
+
+  def __init__(self, config, variables, batch_size, rng=None):
+    self.batch_size = int(batch_size)
+    self._variables = variables
+    self._rng = rng
+    self._calls = 0
+    if rng is None:
+      self._apply = jax.jit(functools.partial(generate, config=config))
+    else:
+      self._apply = jax.jit(lambda v, x, k: generate(v, x, config, k))
+
+  def __call__(self, images):
+    images = np.asarray(images, np.float32)
+    outputs = []
+    for start in range(0, images.shape[0], self.batch_size):
+      chunk = images[start:start + self.batch_size]
+      n = chunk.shape[0]
+      if n < self.batch_size:
+        chunk = np.concatenate(
+            [chunk, np.repeat(chunk[-1:], self.batch_size - n, axis=0)])
+      if self._rng is None:
+        out = self._apply(self._variables, chunk)
+      else:
+        out = self._apply(self._variables, chunk,
+                          jax.random.fold_in(self._rng, self._calls))
+      self._calls += 1
+      outputs.append(np.asarray(jax.device_get(out), np.float32)[:n])
+    return np.concatenate(outputs)
+
+
+def predict_tiled(fn, x, config):
+  """Whole-image prediction (H, W, C_out) in [-1, 1] by overlap-blended
+  tiles of side config.crop_size; `x` from `network_input`."""
+  return tiling.tiled_apply(fn, x, int(config.crop_size),
+                            tile_overlap(config), batch_size=fn.batch_size)
