@@ -16,7 +16,8 @@ from ml_collections import config_flags
 
 from magjax import cli
 from magjax import host_memory
-from magjax import train as train_lib
+from magjax.training import train as train_lib
+from magjax_common.errors import fail
 
 FLAGS = flags.FLAGS
 
@@ -28,11 +29,9 @@ config_flags.DEFINE_config_file(
 
 def main(argv):
   if len(argv) > 1:
-    print(f'error: unexpected arguments {argv[1:]}', file=sys.stderr)
-    sys.exit(2)
+    sys.exit(fail(f'unexpected arguments {argv[1:]}'))
   if FLAGS.config is None or not FLAGS.workdir:
-    print('error: --config and --workdir are required', file=sys.stderr)
-    sys.exit(2)
+    sys.exit(fail('--config and --workdir are required'))
   host_memory.tune_malloc()  # keep freed pages: see magjax/host_memory.py
   sys.exit(train_lib.run(FLAGS.config, FLAGS.workdir))
 

@@ -1,11 +1,10 @@
-"""magjax: SDO/AIA 304 A -> HMI line-of-sight magnetograms with GANs in JAX/Flax."""
+"""magjax: SDO/AIA 304 A -> HMI line-of-sight magnetograms with GANs in JAX/Flax.
 
-from importlib import metadata
+Layers, each importing only those below it (tests/test_layers.py; the map is
+in docs/ARCHITECTURE.md): `kernels` < `models` < the data, config and
+checkpoint modules < `evaluation` < `training` < `predict`.
+"""
 
+from magjax_common import version
 
-def version():
-  """The installed magjax version, for provenance ('unknown' outside an install)."""
-  try:
-    return metadata.version('magjax')
-  except metadata.PackageNotFoundError:
-    return 'unknown'
+__all__ = ['version']

@@ -10,6 +10,8 @@ import sys
 
 from absl import flags
 
+from magjax_common.errors import fail, one_line
+
 FLAGS = flags.FLAGS
 
 
@@ -25,13 +27,12 @@ def parse_flags(argv):
       FLAGS.config.get('seed')  # a config file that failed to load raises here
     return argv
   except flags.Error as e:
-    message = one_line(str(e))
+    message = _config_flags_line(str(e))
   except (AttributeError, KeyError) as e:
     message = _unknown_field(e)
   except (OSError, ValueError, TypeError) as e:
-    message = one_line(str(e))
-  print(f'error: {message}', file=sys.stderr)
-  sys.exit(2)
+    message = _config_flags_line(str(e))
+  sys.exit(fail(message))
 
 
 def _unknown_field(error):
@@ -52,11 +53,10 @@ def _unknown_field(error):
   return f'unknown config field {name!r} in a --config.* override{hint}'
 
 
-def one_line(text):
-  """First line, plus the last one when a traceback is embedded."""
+def _config_flags_line(text):
+  """one_line, except for config_flags' 'Configuration is not available'
+  message, whose cause is in its last two lines."""
   lines = [line.strip() for line in text.splitlines() if line.strip()]
-  if len(lines) > 1 and any(l.startswith('Traceback') for l in lines):
-    return f'{lines[0]} {lines[-1]}'
   if len(lines) > 2 and lines[0].startswith('Configuration is not available'):
     return f'{lines[-2]}: {lines[-1]}'
-  return lines[0] if lines else text
+  return one_line(text)

@@ -1,8 +1,6 @@
 """Losses, optimisers + schedule, train state and the train step."""
 
 import functools
-import sys
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -10,13 +8,12 @@ import numpy as np
 import optax
 import pytest
 
-from magjax import losses, steps
-from magjax import train_state as ts
+from configs import default
+from magjax.evaluation import inference
+from magjax.training import losses, steps
+from magjax.training import train_state as ts
 from model_helpers import (abstract_discriminator, abstract_generator,
                            random_variables, tiny)
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from configs import default  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 def test_vanilla_gan_loss_is_pytorch_bce_with_logits():
@@ -124,6 +121,7 @@ def test_l1_falls_on_a_fixed_batch_and_metrics():
   assert set(metrics) == {'loss_d', 'loss_d_fake', 'loss_d_real', 'loss_g',
                           'loss_g_gan', 'loss_g_l1', 'd_real', 'd_fake',
                           'gamma', 'lr', 'finite'}
+  assert set(metrics) == set(steps.metric_names(config)) | {'finite'}
   np.testing.assert_allclose(metrics['lr'], 1e-3, rtol=1e-6)
   np.testing.assert_allclose(metrics['loss_g'],
                              metrics['loss_g_gan'] + metrics['loss_g_l1'],
@@ -133,26 +131,30 @@ def test_l1_falls_on_a_fixed_batch_and_metrics():
   assert np.mean(l1[-5:]) < 0.85 * np.mean(l1[:3]), l1  # measured: 0.77
 
 
-def test_non_finite_step_returns_the_state_unchanged():
+def test_non_finite_step_rolls_back_everything_but_the_step_counter():
+  """The counter is the data position: it advances; networks, statistics
+  and both optimiser states (their schedule counts too) stay as they were."""
   config, step = _jitted_step()
   state = _state(config, 2)
   batch = _batch(1)
   batch['hmi'] = batch['hmi'].at[0, 3, 4, 0].set(jnp.nan)
   new_state, metrics = step(state, batch)
   assert not bool(metrics['finite'])
-  for new, old in zip(jax.tree.leaves(new_state), jax.tree.leaves(state)):
+  assert int(new_state.step) == int(state.step) + 1
+  for new, old in zip(jax.tree.leaves(new_state.replace(step=state.step)),
+                      jax.tree.leaves(state)):
     if jax.dtypes.issubdtype(old.dtype, jax.dtypes.prng_key):
       old, new = jax.random.key_data(old), jax.random.key_data(new)
     np.testing.assert_array_equal(new, old)
 
 
-def test_predict_step_eval_and_mc_dropout():
+def test_generate_eval_and_mc_dropout():
   config = _config()
   config.model = tiny('pix2pix', num_downs=6)
   variables = random_variables(abstract_generator(config.model, 64), std=0.2)
   aia = _batch(2, n=1)['aia']
   aia = jnp.tile(aia, (1, 2, 2, 1))  # 64 x 64
-  predict = jax.jit(functools.partial(steps.predict_step, config=config))
+  predict = jax.jit(functools.partial(inference.generate, config=config))
   out = predict(variables, aia)
   assert out.shape == (1, 64, 64, 1) and out.dtype == jnp.float32
   np.testing.assert_array_equal(out, predict(variables, aia))

@@ -1,4 +1,4 @@
-"""magjax.train end to end on :tiny configs, each run in a child process.
+"""magjax.training.train end to end on :tiny configs, each run in a child process.
 
 Children (tests/train_child.py) share a persistent compilation cache and a
 cheap XLA optimisation level so that runs after the first compile in
@@ -22,7 +22,9 @@ import pytest
 import train_helpers
 
 from magjax import checkpoints
-from magjax import train
+from magjax.training import train
+from magjax.training import train_state
+from magjax_common.errors import UserError
 from tensorboardX.proto import event_pb2
 
 CHILD = os.path.join(os.path.dirname(os.path.abspath(__file__)),
@@ -77,7 +79,7 @@ def _load(path):
 def _straight(tmp_path_factory, env):
   """STEPS steps on 1 device and on 2 devices, run side by side."""
   root = tmp_path_factory.mktemp('straight')
-  spec = {'overrides': {'num_train_steps': STEPS}}
+  spec = {'overrides': {'num_train_steps': STEPS}, 'eval': True}
   with _child(root / 'one', dict(spec, dump=str(root / 'one.npz')),
               env) as one, \
        _child(root / 'two', dict(spec, dump=str(root / 'two.npz')), env,
@@ -87,6 +89,7 @@ def _straight(tmp_path_factory, env):
     assert code == 0, err[-2000:]
     assert f'done: step {STEPS}/{STEPS}' in out
     assert 'training rhp on SYNTHETIC data' in out
+    assert 'generator: 328,618 parameters' in out  # clu.parameter_overview
   return _load(root / 'one.npz'), _load(root / 'two.npz'), root / 'one'
 
 
@@ -109,7 +112,7 @@ def test_two_processes_give_the_one_process_result(straight, tmp_path, env):
   """jax.distributed on localhost: 2 processes x 1 CPU device, one workdir."""
   one, _, _ = straight
   address = f'127.0.0.1:{_free_port()}'
-  spec = {'overrides': {'num_train_steps': STEPS},
+  spec = {'overrides': {'num_train_steps': STEPS}, 'eval': True,
           'dump': str(tmp_path / 'multi.npz')}
   with contextlib.ExitStack() as stack:  # both killed if anything fails
     procs = [stack.enter_context(_child(
@@ -122,6 +125,8 @@ def test_two_processes_give_the_one_process_result(straight, tmp_path, env):
     assert code == 0, err[-2000:]
   assert f'done: step {STEPS}/{STEPS}' in results[0][1]
   assert 'step ' not in results[1][1]  # only process 0 logs
+  # the validation crops are split over the processes and gathered back
+  assert results[0][1].count('validation at step ') == 2
   multi = _load(tmp_path / 'multi.npz')
   assert multi.keys() == one.keys()
   for key in one:
@@ -182,7 +187,7 @@ def test_distributed_settings_from_config_then_environment():
   config.distributed.coordinator_address = 'c:1'
   assert train.distributed_kwargs(config, environ) == {
       'coordinator_address': 'c:1', 'num_processes': 4, 'process_id': 0}
-  with pytest.raises(train.UsageError, match='MAGJAX_NUM_PROCESSES'):
+  with pytest.raises(UserError, match='MAGJAX_NUM_PROCESSES'):
     train.distributed_kwargs(config, {'MAGJAX_NUM_PROCESSES': 'two'})
 
 
@@ -263,23 +268,64 @@ def test_nan_stops_naming_the_step_and_keeps_the_last_checkpoint(tmp_path,
   config.num_train_steps = STEPS
   ckpt = checkpoints.Checkpointer(tmp_path, read_only=True)
   assert ckpt.latest_step() == bad_step
-  state, meta = ckpt.restore(checkpoints.abstract_train_state(config))
+  state, meta = ckpt.restore(train_state.abstract_train_state(config))
   assert meta['data_position'] == bad_step
   assert all(np.isfinite(x).all() for x in jax.tree.leaves(state.g_params))
 
 
-def test_nan_skip_policy_skips_and_finishes(tmp_path, env):
+@pytest.fixture(scope='module', name='skipped')
+def _skipped(tmp_path_factory, env):
+  """(final state, the skipped step) of a straight run with a NaN batch
+  under nan_policy 'skip'."""
+  root = tmp_path_factory.mktemp('skip')
   config = train_helpers.load_config('rhp', 'tiny')
-  example, _ = train_helpers.step_of_first_use(config)
-  spec = {'nan_at': example, 'dump': str(tmp_path / 'final.npz'),
+  example, bad_step = train_helpers.step_of_first_use(config)
+  spec = {'nan_at': example, 'dump': str(root / 'final.npz'),
           'overrides': {'num_train_steps': STEPS, 'nan_policy': 'skip'}}
-  with _child(tmp_path, spec, env) as proc:
-    code, out, err = _finish(proc)
+  with _child(root, spec, env) as proc:
+    code, _, err = _finish(proc)
   assert code == 0, err[-2000:]
-  final = _load(tmp_path / 'final.npz')
+  return _load(root / 'final.npz'), bad_step
+
+
+def test_nan_skip_policy_skips_and_finishes(skipped):
+  final, _ = skipped
   assert int(final['.step']) == STEPS
   for key, value in final.items():
     assert np.isfinite(value).all(), key
+
+
+def test_a_skipped_step_counts_as_data_stop_and_resume_equal_no_stop(
+    skipped, straight, tmp_path, env):
+  """Stopped right after the skipped step, the checkpoint's step is the
+  data position (no batch replayed on resume) and the resumed run equals
+  the run that was not stopped, leaf for leaf."""
+  final, bad_step = skipped
+  one, _, _ = straight
+  config = train_helpers.load_config('rhp', 'tiny')
+  example, _ = train_helpers.step_of_first_use(config)
+  overrides = {'num_train_steps': STEPS, 'nan_policy': 'skip'}
+  spec = {'nan_at': example,
+          'overrides': dict(overrides, stop_after_steps=bad_step + 1)}
+  with _child(tmp_path, spec, env) as proc:
+    code, _, err = _finish(proc)
+  assert code == 0, err[-2000:]
+  config.num_train_steps = STEPS
+  ckpt = checkpoints.Checkpointer(tmp_path, read_only=True)
+  state, meta = ckpt.restore(train_state.abstract_train_state(config))
+  assert int(state.step) == meta['data_position'] == bad_step + 1
+  spec = {'nan_at': example, 'overrides': overrides,
+          'dump': str(tmp_path / 'resumed.npz')}
+  with _child(tmp_path, spec, env) as proc:
+    code, out, err = _finish(proc)
+  assert code == 0, err[-2000:]
+  assert f'resumed from step {bad_step + 1}' in out
+  resumed = _load(tmp_path / 'resumed.npz')
+  for key in final:
+    np.testing.assert_array_equal(resumed[key], final[key], err_msg=key)
+  # the skipped update left its mark: not the run without a NaN
+  assert any(not np.array_equal(final[k], one[k]) for k in one
+             if 'g_params' in k)
 
 
 def test_sigterm_saves_at_the_next_step_and_exits_cleanly(tmp_path, env):
@@ -342,5 +388,10 @@ def test_scalars_and_sample_images_reach_tensorboard(straight):
   for tag in ('loss_g', 'loss_d', 'd_real', 'd_fake', 'gamma', 'lr',
               'steps_per_sec', 'skipped_steps'):
     assert tags.get(tag) == logged, (tag, sorted(tags))
+  # validation every eval_every_steps and at the last step
+  evaluated = sorted({*range(config.eval_every_steps, STEPS + 1,
+                             config.eval_every_steps), STEPS})
+  for name in ('psnr', 'ssim_paper', 'cc_binned', 'rmse_gauss'):
+    assert tags.get(f'validation/{name}') == evaluated, sorted(tags)
   assert tags['samples/aia_true_generated'] == [config.sample_every_steps,
                                                 STEPS]

@@ -1,12 +1,15 @@
 """Child process of tests/test_train.py: trains a :tiny config on an
-in-memory source through magjax.train.run and exits with its code.
+in-memory source through magjax.training.train.run and exits with its code.
 
   python tests/train_child.py WORKDIR '{"variant": "rhp", "nan_at": null,
       "overrides": {"num_train_steps": 4}, "dump": "final.npz"}'
 
 With "slow": S, every example read takes S seconds (a slow disk), so that
-a test can signal a run of a few steps while it trains. With "dump", the latest checkpoint is restored afterwards and every leaf of
-the TrainState is written to that .npz (keys: pytree paths) by process 0.
+a test can signal a run of a few steps while it trains. With "eval": true,
+two more in-memory examples are the validation source of the periodic
+evaluation. With "dump", the latest checkpoint is restored afterwards and
+every leaf of the TrainState is written to that .npz (keys: pytree paths)
+by process 0.
 Multi-process runs: set MAGJAX_COORDINATOR_ADDRESS, MAGJAX_NUM_PROCESSES and
 MAGJAX_PROCESS_ID in the environment of each process.
 """
@@ -20,7 +23,8 @@ import numpy as np
 import train_helpers
 
 from magjax import checkpoints
-from magjax import train
+from magjax.training import train
+from magjax.training import train_state
 
 
 def _leaves(state):
@@ -59,7 +63,9 @@ def main(workdir, spec):
   source = train_helpers.memory_source(nan_at=spec.get('nan_at'))
   if spec.get('slow'):
     source = _Slow(source, spec['slow'])
-  code = train.run(config, workdir, source)
+  eval_source = (train_helpers.memory_source(2, seed=5) if spec.get('eval')
+                 else None)
+  code = train.run(config, workdir, source, eval_source)
   if code == 0 and spec.get('dump'):
     # replicated over all devices of all processes (every process restores)
     mesh = jax.sharding.Mesh(np.asarray(jax.devices()), ('data',))
@@ -67,7 +73,7 @@ def main(workdir, spec):
                                             jax.sharding.PartitionSpec())
     ckpt = checkpoints.Checkpointer(workdir, read_only=True)
     state, _ = ckpt.restore(
-        checkpoints.abstract_train_state(config, replicated))
+        train_state.abstract_train_state(config, replicated))
     if jax.process_index() == 0:
       np.savez(spec['dump'], **_leaves(state))
   return code

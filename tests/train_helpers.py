@@ -1,23 +1,18 @@
 """Shared by the training tests: a small in-memory source and config paths."""
 
-import importlib.util
 import os
-import sys
 
 import numpy as np
 
+from magjax import config_utils
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:  # `from configs import default` in the variants
-  sys.path.insert(0, ROOT)
 
 
 def load_config(variant='rhp', config_string='tiny'):
   """get_config(config_string) of configs/<variant>.py, as config_flags does."""
   path = os.path.join(ROOT, 'configs', f'{variant}.py')
-  spec = importlib.util.spec_from_file_location(f'_cfg_{variant}', path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(config_string)
+  return config_utils.load_config_file(f'{path}:{config_string or ""}')
 
 
 def memory_source(num_examples=3, height=40, width=48, seed=0, nan_at=None,

@@ -4,7 +4,7 @@ resumes from the latest checkpoint, and the final state equals an
 uninterrupted run's, leaf for leaf. NaN in a batch: stop naming the step
 with the last good checkpoint intact, or skip under nan_policy 'skip'.
 
-Children are tests/train_child.py (magjax.train.run on :tiny, in-memory
+Children are tests/train_child.py (magjax.training.train.run on :tiny, in-memory
 source, slow-read hook) with a shared compilation cache; each is killed on
 the way out whatever happens.
 """
@@ -25,6 +25,7 @@ import pytest
 import ledger
 import train_helpers
 from magjax import checkpoints
+from magjax.training import train_state
 
 pytestmark = pytest.mark.slow
 
@@ -197,7 +198,7 @@ def test_nan_batch_stops_naming_the_step_or_is_skipped(tmp_path, env):
   config.num_train_steps = 4
   ckpt = checkpoints.Checkpointer(tmp_path / 'stop', read_only=True)
   assert ckpt.latest_step() == bad_step
-  state, _ = ckpt.restore(checkpoints.abstract_train_state(config))
+  state, _ = ckpt.restore(train_state.abstract_train_state(config))
   intact = all(np.isfinite(x).all()
                for x in jax.tree.leaves((state.g_params, state.d_params)))
   spec = {'nan_at': example, 'dump': str(tmp_path / 'skip.npz'),

@@ -7,6 +7,16 @@ input pipeline is a pure function of (seed, step), so the step is the whole
 data position. SIGTERM / SIGINT, `max_train_seconds` and `stop_after_steps`
 checkpoint at the next step boundary and return normally.
 
+It evaluates too, as its name says: every `eval_every_steps` (and at the
+last step) the generator in eval mode scores the validation split by
+eval.py's seeded-crop protocol (`evaluation.evaluate.validation_metrics`,
+at most `validation_examples` examples), with the step's own compiled G
+(no second compile); PSNR, SSIM, CC (binned) and RMSE go to TensorBoard
+(`validation/*`) and the console. Training losses are averaged between log
+lines with `clu.metrics` (skipped non-finite steps left out), and the
+parameter overview of both networks (`clu.parameter_overview`) is printed
+at a fresh start and written to TensorBoard.
+
 Multi-host (docs/CLUSTER.md): jax.distributed is initialised from
 config.distributed or the MAGJAX_* variables (else JAX's auto-detection);
 the mesh spans all processes' devices, each process loads its rows of every
@@ -23,6 +33,8 @@ import threading
 import time
 
 from absl import logging
+from clu import metrics as clu_metrics
+from clu import parameter_overview
 import jax
 from jax.experimental import multihost_utils
 import ml_collections
@@ -31,13 +43,12 @@ import numpy as np
 from magjax import checkpoints
 from magjax import config_utils
 from magjax import input_pipeline
-from magjax import steps
-from magjax import tb
-from magjax import train_state as train_state_lib
-
-
-class UsageError(Exception):
-  """Bad config or missing data: a one-line message, exit code 2."""
+from magjax.evaluation import evaluate
+from magjax.evaluation import inference
+from magjax.training import steps
+from magjax.training import tb
+from magjax.training import train_state as train_state_lib
+from magjax_common.errors import EXIT_USAGE, UserError, fail, one_line
 
 
 class NonFiniteLossError(Exception):
@@ -61,7 +72,7 @@ def distributed_kwargs(config, environ=None):
   ...), which fills every missing argument.
 
   Raises:
-    UsageError: a MAGJAX_* variable that is not an integer where one is due.
+    UserError: a MAGJAX_* variable that is not an integer where one is due.
   """
   environ = os.environ if environ is None else environ
   dist = config.distributed
@@ -81,7 +92,7 @@ def distributed_kwargs(config, environ=None):
       try:
         kwargs[key] = int(environ[var])
       except ValueError:
-        raise UsageError(f'{var}={environ[var]!r} is not an integer') from None
+        raise UserError(f'{var}={environ[var]!r} is not an integer') from None
   return kwargs
 
 
@@ -91,7 +102,7 @@ def maybe_initialize_distributed(config):
   See distributed_kwargs. A no-op when already initialised.
 
   Raises:
-    UsageError: bad settings, or the coordinator could not be set up.
+    UserError: bad settings, or the coordinator could not be set up.
   """
   kwargs = distributed_kwargs(config)
   if kwargs is None or jax.distributed.is_initialized():
@@ -99,8 +110,8 @@ def maybe_initialize_distributed(config):
   try:
     jax.distributed.initialize(**kwargs)
   except (ValueError, RuntimeError) as e:
-    message = str(e).strip().splitlines()[0] if str(e).strip() else repr(e)
-    raise UsageError(f'jax.distributed.initialize({kwargs}): {message}') from e
+    raise UserError(f'jax.distributed.initialize({kwargs}): '
+                    f'{one_line(e)}') from e
 
 
 def agreed_stop(local_code):
@@ -147,20 +158,29 @@ class StopRequest:
 
 
 def make_train_step(config, state_sharding, batch_sharding):
-  """jit(train_step) with the state donated and explicit shardings.
+  """jit(steps.train_step) with the state donated and explicit shardings;
+  its metrics come back as a clu Collection (train_metrics_class) and the
+  step's `finite` flag."""
+  collection = train_metrics_class(config)
 
-  steps.train_step returns its input state unchanged after a non-finite
-  loss; the step still advances: it counts batches consumed (the data
-  position), so under nan_policy 'skip' the next step takes the next batch.
-  """
   def step_fn(state, batch):
     new_state, metrics = steps.train_step(state, batch, config)
-    # Under 'stop' the loop discards the state anyway; advancing in both
-    # policies keeps one compiled step for both.
-    return new_state.replace(step=state.step + 1), metrics
+    finite = metrics.pop('finite')
+    # Shape (1,): clu's masks want a leading axis. Skipped steps are masked.
+    values = {k: v.astype(np.float32)[None] for k, v in metrics.items()}
+    return new_state, collection.single_from_model_output(
+        mask=finite[None], **values), finite
   return jax.jit(step_fn, donate_argnums=0,
                  in_shardings=(state_sharding, batch_sharding),
-                 out_shardings=(state_sharding, state_sharding))
+                 out_shardings=(state_sharding, state_sharding,
+                                state_sharding))
+
+
+def train_metrics_class(config):
+  """The clu Collection averaging every metric of steps.train_step."""
+  return clu_metrics.Collection.create(
+      **{name: clu_metrics.Average.from_output(name)
+         for name in steps.metric_names(config)})
 
 
 def _resolve(config, source):
@@ -172,7 +192,7 @@ def _resolve(config, source):
   writes it as TRAINSYN.
 
   Raises:
-    UsageError: a config unfit for the source or devices.
+    UserError: a config unfit for the source or devices.
   """
   config = ml_collections.ConfigDict(config.to_dict())
   try:
@@ -184,48 +204,111 @@ def _resolve(config, source):
     config.num_train_steps = config_utils.num_train_steps(config, len(source))
     config.synthetic = input_pipeline.synthetic_flag(source)
   except ValueError as e:
-    raise UsageError(str(e)) from e
+    raise UserError(str(e)) from e
   return config
 
 
 def _check_same_model(config, saved, workdir):
-  """UsageError unless the workdir's checkpoint has this model and crop."""
+  """UserError unless the workdir's checkpoint has this model and crop."""
   current = json.loads(config_utils.to_json(config))
   for key in ('model', 'crop_size'):
     if saved.get(key) != current[key]:
-      raise UsageError(
+      raise UserError(
           f'{workdir} holds checkpoints of a different {key} '
           f'({saved.get(key)} != {current[key]}): use another --workdir')
 
 
-def train_and_evaluate(config, workdir, source=None):
-  """Trains (or resumes) in `workdir`; returns the final TrainState.
+def train_and_evaluate(config, workdir, source=None, eval_source=None):
+  """Trains (or resumes) in `workdir`, evaluating on the way; returns the
+  final TrainState.
 
   Args:
     config: the ConfigDict (configs/*.py).
     workdir: checkpoints, TensorBoard events and the config go here.
     source: a random-access source of examples (see input_pipeline); None
       reads config.train_split of config.dataset.
+    eval_source: the examples of the periodic evaluation; None reads
+      config.validation_split when `source` is None too (and
+      eval_every_steps > 0), else there is none.
 
   Raises:
-    UsageError: bad config or unreadable data.
+    UserError: bad config or unreadable data.
     NonFiniteLossError: non-finite loss with nan_policy 'stop'.
   """
   started = time.monotonic()  # max_train_seconds counts compile time too
   maybe_initialize_distributed(config)
-  checkpoints.quiet_orbax()
   if source is None:
-    try:
-      source = input_pipeline.load_source(config, config.train_split)
-    except (ValueError, FileNotFoundError) as e:
-      raise UsageError(str(e)) from e
+    source = _load(config, config.train_split)
+    if eval_source is None and config.eval_every_steps > 0:
+      eval_source = _load(config, config.validation_split,
+                          hint=' (or set --config.eval_every_steps=0)')
   config = _resolve(config, source)
   # Installed before the (long) compile, so an early SIGTERM is not lost.
   with StopRequest() as stop:
-    return _train(config, workdir, source, stop, started)
+    return _train(config, workdir, source, eval_source, stop, started)
 
 
-def _train(config, workdir, source, stop, started):
+def _load(config, split, hint=''):
+  try:
+    return input_pipeline.load_source(config, split)
+  except (ValueError, FileNotFoundError) as e:
+    raise UserError(f'{one_line(e)}{hint}') from e
+
+
+class _CompiledGenerator:
+  """Training's compiled G (eval mode, global batch) as the generator
+  function of evaluation.evaluate: NumPy images in, NumPy outputs out on
+  every process, so the validation crops need no second compile."""
+
+  def __init__(self, apply, sharding, batch_size):
+    self.batch_size = batch_size
+    self.apply = apply  # (state, global aia batch) -> G(aia), jitted
+    self._sharding = sharding
+    self.state = None  # the state whose G `__call__` runs
+
+  def __call__(self, images):
+    n = images.shape[0]
+    pad = np.repeat(images[-1:], self.batch_size - n, axis=0)
+    images = np.concatenate([images, pad]).astype(np.float32)
+    count, index = jax.process_count(), jax.process_index()
+    rows = self.batch_size // count
+    local = images[index * rows:(index + 1) * rows]
+    out = self.apply(self.state, input_pipeline.to_global(
+        {'aia': local}, self._sharding)['aia'])
+    if count > 1:
+      out = multihost_utils.process_allgather(out, tiled=True)
+    return np.asarray(out, np.float32)[:n]
+
+
+def _initial_state(config, workdir, ckpt, sharding):
+  """(state, fresh): the workdir's latest checkpoint, or a new state."""
+  if ckpt.latest_step() is None:
+    return jax.jit(
+        functools.partial(train_state_lib.create_train_state, config,
+                          image_shape=(config.crop_size, config.crop_size)),
+        out_shardings=sharding)(jax.random.key(config.seed)), True
+  _check_same_model(config, ckpt.read_meta()['config'], workdir)
+  state, meta = ckpt.restore(
+      train_state_lib.abstract_train_state(config, sharding))
+  _print(f'resumed from step {meta["data_position"]} in '
+         f'{checkpoints.directory(workdir)}')
+  return state, False
+
+
+def _overview(state, writer, step):
+  """clu's parameter tables of G and D: counts on the console, the tables in
+  TensorBoard (text 'parameters')."""
+  tables = []
+  for name, params in (('generator', state.g_params),
+                       ('discriminator', state.d_params)):
+    count = parameter_overview.count_parameters(params)
+    _print(f'{name}: {count:,} parameters')
+    tables.append(f'{name}\n' + parameter_overview.get_parameter_overview(
+        params, include_stats=False))
+  writer.text(step, 'parameters', '\n\n'.join(tables))
+
+
+def _train(config, workdir, source, eval_source, stop, started):
   """The loop of train_and_evaluate, `config` resolved."""
   total = config.num_train_steps
   stop_at = (min(total, config.stop_after_steps) if config.stop_after_steps
@@ -236,21 +319,11 @@ def _train(config, workdir, source, stop, started):
   batch_sharding = jax.sharding.NamedSharding(
       mesh, jax.sharding.PartitionSpec('data'))
   ckpt = checkpoints.Checkpointer(workdir, keep=config.keep_checkpoints)
-  if ckpt.latest_step() is not None:
-    _check_same_model(config, ckpt.read_meta()['config'], workdir)
-    try:
-      state, meta = ckpt.restore(
-          checkpoints.abstract_train_state(config, replicated))
-    except checkpoints.CheckpointMismatchError as e:
-      ckpt.close()
-      raise UsageError(str(e)) from e
-    _print(f'resumed from step {meta["data_position"]} in '
-           f'{checkpoints.directory(workdir)}')
-  else:
-    state = jax.jit(
-        functools.partial(train_state_lib.create_train_state, config,
-                          image_shape=(config.crop_size, config.crop_size)),
-        out_shardings=replicated)(jax.random.key(config.seed))
+  try:
+    state, fresh = _initial_state(config, workdir, ckpt, replicated)
+  except UserError:
+    ckpt.close()
+    raise
   start = int(jax.device_get(state.step))
   if start >= stop_at:
     _print(f'nothing to do: step {start} >= {stop_at}')
@@ -258,31 +331,33 @@ def _train(config, workdir, source, stop, started):
     return state
 
   train_step = make_train_step(config, replicated, batch_sharding)
-  sample_fn = jax.jit(
-      lambda state, aia: steps.predict_step(steps.generator_variables(state),
-                                            aia, config),
-      in_shardings=(replicated, batch_sharding))
+  generator = _CompiledGenerator(
+      jax.jit(lambda state, aia: inference.generate(
+          steps.generator_variables(state), aia, config),
+              in_shardings=(replicated, batch_sharding)),
+      batch_sharding, config.batch_size)
   writer = tb.Writer(workdir)
   label = input_pipeline.data_label(config.synthetic)
   _print(f'training {config.model.name} on {label} data ({config.dataset}, '
          f'{config.train_split}) from step {start} to {stop_at}')
   writer.text(start, 'data', f'{label} data: {config.dataset} '
               f'{config.train_split}')
+  if fresh:
+    _overview(state, writer, start)
   progress = tb.Progress(total, start)
   deadline = (started + config.max_train_seconds
               if config.max_train_seconds > 0 else None)
-  pending, skipped, saved_step = [], 0, None
+  window, skipped, saved_step = None, 0, None
   data = input_pipeline.Prefetcher(
       input_pipeline.batches(source, config, start, stop_at, batch_sharding),
       config.prefetch)
   try:
     for step, batch in data:
-      state, metrics = train_step(state, batch)
-      metrics = jax.device_get(metrics)  # one host sync per step
+      state, step_metrics, finite = train_step(state, batch)
       done = step + 1
       if step == start:
         progress.restart(done)  # steps/s and ETA without the compile time
-      if not metrics['finite']:
+      if not jax.device_get(finite):  # one host sync per step
         if config.nan_policy == 'stop':
           raise NonFiniteLossError(
               f'non-finite loss at step {step}; stopped without saving '
@@ -290,21 +365,24 @@ def _train(config, workdir, source, stop, started):
               f'{checkpoints.directory(workdir)})')
         skipped += 1
         logging.warning('non-finite loss at step %d: update skipped', step)
-      pending.append({k: v for k, v in metrics.items() if k != 'finite'})
+      window = step_metrics if window is None else window.merge(step_metrics)
 
       if done % config.log_every_steps == 0 or done == stop_at:
-        scalars = {k: float(np.mean([m[k] for m in pending]))
-                   for k in pending[0]}
+        scalars = {k: float(v) for k, v in window.compute().items()}
         scalars['steps_per_sec'] = progress.update(done, scalars)
         scalars['skipped_steps'] = skipped
         writer.scalars(done, scalars)
-        pending = []
+        window = None
       if done % config.sample_every_steps == 0 or done == stop_at:
-        generated = sample_fn(state, batch['aia'])
+        generated = generator.apply(state, batch['aia'])
         # The first local shard: addressable on every process (multi-host).
         writer.images(done, {'samples/aia_true_generated': tb.sample_strip(
             *(np.asarray(x.addressable_data(0))
               for x in (batch['aia'], batch['hmi'], generated)))})
+      if eval_source is not None and config.eval_every_steps > 0 and (
+          done % config.eval_every_steps == 0 or done == stop_at):
+        generator.state = state
+        _validate(generator, eval_source, config, writer, done)
       reason = _stop_reason(stop, deadline, config)
       if (done % config.checkpoint_every_steps == 0 or done == stop_at
           or reason):
@@ -327,6 +405,14 @@ def _train(config, workdir, source, stop, started):
   return state
 
 
+def _validate(generator, eval_source, config, writer, step):
+  """Validation metrics of the current G: TensorBoard and one console line."""
+  values = evaluate.validation_metrics(generator, eval_source, config)
+  writer.scalars(step, {f'validation/{k}': v for k, v in values.items()})
+  _print(f'validation at step {step} ({config.validation_split}): '
+         + ' '.join(f'{k}={v:.4g}' for k, v in values.items()))
+
+
 _STOP_SIGNAL, _STOP_DEADLINE = 2, 1
 
 
@@ -345,13 +431,12 @@ def _stop_reason(stop, deadline, config):
   return f'max_train_seconds={config.max_train_seconds:g} reached'
 
 
-def run(config, workdir, source=None):
+def run(config, workdir, source=None, eval_source=None):
   """train_and_evaluate with one-line errors; returns the exit code."""
   try:
-    train_and_evaluate(config, workdir, source)
-  except UsageError as e:
-    _print(f'error: {e}', sys.stderr)
-    return 2
+    train_and_evaluate(config, workdir, source, eval_source)
+  except UserError as e:
+    return fail(e) if jax.process_index() == 0 else EXIT_USAGE
   except NonFiniteLossError as e:
     _print(f'error: {e}', sys.stderr)
     return 1

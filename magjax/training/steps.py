@@ -1,4 +1,4 @@
-"""The pix2pix train step (junyanz `optimize_parameters`) and predict helpers.
+"""The pix2pix train step (junyanz `optimize_parameters`).
 
 `train_step(state, batch, config)` is pure; the caller jits it, e.g.
 `jax.jit(functools.partial(train_step, config=config), donate_argnums=0)`.
@@ -14,20 +14,32 @@ Order, as in PyTorch:
   3. G loss gan(D'(a, fake), real) + lambda_l1 * L1(fake, b) with D' = D after
      its step, still in train mode (its statistics move a third time; D' is
      not updated by this loss); Adam step for G.
-If any loss is not finite, the returned state is the input state unchanged
-(metrics['finite'] is False): the loop decides to stop or skip.
+The step counter always advances: it counts the batches consumed (the data
+position, since the input pipeline is a pure function of (seed, step)). If
+any loss is not finite, everything else (both networks, their statistics,
+both optimiser states) is rolled back to the input state and
+metrics['finite'] is False; the loop decides to stop or skip. (As in the
+Flax imagenet example's dynamic scale: a skipped update, not a replayed
+batch, so a run that skipped a step and one that resumed past it agree.)
 """
-
-from typing import Optional
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from magjax.losses import gan_loss, l1_loss
-from magjax.models import build_discriminator, build_generator
-from magjax.train_state import (TrainState, compute_dtype,
-                                learning_rate_schedule, make_optimizers)
+from magjax.models import build_discriminator, build_generator, compute_dtype
+from magjax.training.losses import gan_loss, l1_loss
+from magjax.training.train_state import (TrainState, learning_rate_schedule,
+                                         make_optimizers)
+
+
+def metric_names(config):
+  """The scalar metrics of train_step (besides `finite`), in log order."""
+  names = ('loss_d', 'loss_d_fake', 'loss_d_real', 'loss_g', 'loss_g_gan',
+           'loss_g_l1', 'd_real', 'd_fake')
+  if config.model.name != 'pix2pix':
+    names += ('gamma',)
+  return names + ('lr',)
 
 
 def train_step(state: TrainState, batch, config):
@@ -93,13 +105,13 @@ def train_step(state: TrainState, batch, config):
                 loss_d_real=loss_d_real, loss_g=loss_g, loss_g_gan=loss_g_gan,
                 loss_g_l1=loss_g_l1)
   finite = jnp.all(jnp.stack([jnp.isfinite(v) for v in losses.values()]))
-  new_state = state.replace(
-      step=state.step + 1, g_params=g_params, g_batch_stats=g_stats,
-      d_params=d_params, d_batch_stats=d_stats, g_opt_state=g_opt_state,
-      d_opt_state=d_opt_state)
-  new_state = jax.tree.map(
-      lambda new, old: new if new is old else jnp.where(finite, new, old),
-      new_state, state)  # `is`: the typed rng key is passed through as is
+  updated = dict(g_params=g_params, g_batch_stats=g_stats,
+                 d_params=d_params, d_batch_stats=d_stats,
+                 g_opt_state=g_opt_state, d_opt_state=d_opt_state)
+  kept = {name: getattr(state, name) for name in updated}
+  updated = jax.tree.map(lambda new, old: jnp.where(finite, new, old),
+                         updated, kept)
+  new_state = state.replace(step=state.step + 1, **updated)
   metrics = dict(losses)
   metrics['d_real'] = jnp.mean(jax.nn.sigmoid(real_logits))
   metrics['d_fake'] = jnp.mean(jax.nn.sigmoid(fake_logits))
@@ -113,29 +125,3 @@ def train_step(state: TrainState, batch, config):
 def generator_variables(state: TrainState):
   """{'params', 'batch_stats'} of G, for `G.apply` or export."""
   return {'params': state.g_params, 'batch_stats': state.g_batch_stats}
-
-
-def discriminator_variables(state: TrainState):
-  """{'params', 'batch_stats'} of D."""
-  return {'params': state.d_params, 'batch_stats': state.d_batch_stats}
-
-
-def predict_step(variables, aia, config, rng: Optional[jax.Array] = None):
-  """G in eval mode (running statistics, stored spectral-norm vectors).
-
-  variables: `generator_variables(state)` or imported ones.
-  rng: if given, dropout stays active with this key (Monte-Carlo dropout for
-    uncertainty maps); BatchNorm still uses its running statistics.
-  Returns float32 (N, H, W, output_nc) in [-1, 1].
-  """
-  gen = build_generator(config.model, compute_dtype(config))
-  if rng is None:
-    return gen.apply(variables, aia, train=False)
-  return gen.apply(variables, aia, train=False, mc_dropout=True,
-                   rngs={'dropout': rng})
-
-
-def discriminate(variables, aia, hmi, config):
-  """D's eval-mode logits (N, S', S', 1) for (aia, hmi)."""
-  disc = build_discriminator(config.model, compute_dtype(config))
-  return disc.apply(variables, aia, hmi, train=False)

@@ -10,6 +10,7 @@ for `lr_constant_fraction * num_train_steps`, then linear to 0 at
 continues the schedule.
 """
 
+import functools
 from typing import Any, Optional
 
 import flax
@@ -62,11 +63,6 @@ def make_optimizers(config, num_train_steps: Optional[int] = None):
   return adam(), adam()
 
 
-def compute_dtype(config):
-  """bfloat16 when config.half_precision, else float32."""
-  return jnp.bfloat16 if config.half_precision else jnp.float32
-
-
 def create_train_state(config, rng, image_shape,
                        num_train_steps: Optional[int] = None) -> TrainState:
   """Initialised networks and fresh optimisers.
@@ -89,8 +85,8 @@ def create_train_state(config, rng, image_shape,
   g_key, d_key, state_key = jax.random.split(rng, 3)
   a = jnp.zeros((1, height, width, model_cfg.input_nc), jnp.float32)
   b = jnp.zeros((1, height, width, model_cfg.output_nc), jnp.float32)
-  g_vars = build_generator(model_cfg).init(g_key, a, train=False)
-  d_vars = build_discriminator(model_cfg).init(d_key, a, b, train=False)
+  g_vars = _init_variables(build_generator(model_cfg), g_key, a)
+  d_vars = _init_variables(build_discriminator(model_cfg), d_key, a, b)
   tx_g, tx_d = make_optimizers(config, num_train_steps)
   return TrainState(
       step=jnp.zeros((), jnp.int32),
@@ -101,3 +97,30 @@ def create_train_state(config, rng, image_shape,
       g_opt_state=tx_g.init(g_vars['params']),
       d_opt_state=tx_d.init(d_vars['params']),
       rng=state_key)
+
+
+def _init_variables(module, key, *inputs):
+  """module.init(key, *inputs, train=False), compiled: init keeps only the
+  variables, so XLA drops the forward pass it would otherwise run eagerly
+  (each layer by its own method, as in apply)."""
+  return jax.jit(functools.partial(module.init, train=False))(key, *inputs)
+
+
+def abstract_train_state(config, sharding=None):
+  """The TrainState of `config` as jax.ShapeDtypeStructs (no computation).
+
+  The restore target of training (resume): `sharding` (default: the first
+  device) is where restored arrays are placed. An unresolved
+  num_train_steps (-1) is fine: the schedule does not shape the state.
+  """
+  if sharding is None:
+    sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  steps = int(config.num_train_steps)
+  shapes = jax.eval_shape(
+      functools.partial(create_train_state, config,
+                        image_shape=(config.crop_size, config.crop_size),
+                        num_train_steps=steps if steps > 0 else 1),
+      jax.random.key(0))
+  return jax.tree.map(
+      lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding),
+      shapes)
