@@ -60,7 +60,7 @@ $(TORCH_STAMP):
 # set first only when it is missing.
 bench: install bench-venv
 	test -d data/tfds/sdo_ar || $(MAKE) data
-	$(PY) -m magjax.bench_suite --passes 2 --json-out .cache/bench/results.json
+	$(PY) -m tools.bench_suite --passes 2 --json-out .cache/bench/results.json
 
 VARIANTS := pix2pix cat rhp
 # Per-variant bound on training time; a run checkpoints and stops cleanly at it.
@@ -71,7 +71,7 @@ DEMO_SECONDS ?= 270
 demo: data
 	for v in $(VARIANTS); do $(PY) train.py --config=configs/$$v.py:cpu --workdir=runs/$$v --config.max_train_seconds=$(DEMO_SECONDS) || exit 1; done
 	for v in $(VARIANTS); do $(PY) eval.py --workdir=runs/$$v || exit 1; done
-	$(PY) -m magjax.report $(addprefix runs/,$(VARIANTS)) --out report
+	$(PY) -m magjax.evaluation.report $(addprefix runs/,$(VARIANTS)) --out report
 
 clean:
 	rm -rf data runs report

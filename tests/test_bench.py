@@ -7,7 +7,9 @@ import json
 import jax
 import jax.numpy as jnp
 
-from magjax import bench, provenance, steps, train_state
+from magjax import config_utils
+from magjax.training import steps, train_state
+from tools import bench
 
 
 def test_bench_prints_torch_ref_fields_and_fixture_param_counts(
@@ -38,7 +40,7 @@ def test_bench_prints_torch_ref_fields_and_fixture_param_counts(
 def test_direct_conv_flops_count_the_model_not_the_method():
   """Winograd executes fewer FLOPs than the direct convolutions it replaces;
   direct_conv_flops counts the latter whatever method the config asks for."""
-  config = provenance.load_config_file('configs/pix2pix.py:tiny')
+  config = config_utils.load_config_file('configs/pix2pix.py:tiny')
   config.model.ngf = config.model.ndf = 16
   config.model.conv = config.model.conv_transpose = 'winograd'
   state = jax.eval_shape(functools.partial(

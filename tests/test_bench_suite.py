@@ -1,5 +1,5 @@
-"""magjax.bench_suite (with a fake runner: no torch, no timing) and
-magjax.input_bench (on a tiny sdo_ar build)."""
+"""tools.bench_suite (with a fake runner: no torch, no timing) and
+tools.input_bench (on a tiny sdo_ar build)."""
 
 import json
 import os
@@ -8,8 +8,8 @@ import sys
 import pytest
 
 import train_helpers
-from magjax import bench_suite
-from magjax import input_bench
+from tools import bench_suite
+from tools import input_bench
 
 TORCH_MS = {256: 2000.0, 512: 6000.0}
 JAX_MS = {('pix2pix', 256): 1000.0, ('rhp', 256): 800.0,
@@ -31,15 +31,15 @@ class FakeRunner:
       raise bench_suite.SuiteError(f'`{" ".join(cmd)}` failed (exit 1): boom')
     if '-c' in cmd:
       return '2.13.0\n'
-    if 'magjax.input_bench' in cmd:
+    if 'tools.input_bench' in cmd:
       batch = int(cmd[cmd.index('--batch') + 1])
       return json.dumps({'batches_per_s': 10.0 if batch == 1 else 0.5,
                          'batch': batch, 'data': 'SYNTHETIC',
                          'dataset_full_name': 'sdo_ar/synthetic/1.0.0'})
-    if 'data_prep.bench' in cmd:
+    if 'tools.prep_bench' in cmd:
       return 'noise\n' + json.dumps({'seconds_per_pair': 2.5}) + '\n'
     size = int(cmd[cmd.index('--size') + 1])
-    if 'magjax.bench' in cmd:
+    if 'tools.bench' in cmd:
       model = cmd[3].split('/')[-1][:-len('.py')]  # --config=configs/<m>.py
       self.jax_count += 1
       ms = JAX_MS[model, size] * self.jax_scale(self.jax_count)
@@ -58,7 +58,7 @@ class FakeRunner:
       if '--size' not in cmd:
         continue
       size = int(cmd[cmd.index('--size') + 1])
-      if 'magjax.bench' in cmd:
+      if 'tools.bench' in cmd:
         out.append(('jax', cmd[3].split('/')[-1][:-3], size))
       else:
         out.append(('pytorch', cmd[cmd.index('--model') + 1], size))
@@ -98,8 +98,8 @@ def test_frameworks_and_models_alternate_second_pass_reversed(paths, capsys):
   assert runner.steps() == forward + forward[::-1]
   # Then the input pipeline (batch 1, 32) and data prep, once each.
   tail = [c[2] for c in runner.calls[-3:]]
-  assert tail == ['magjax.input_bench', 'magjax.input_bench',
-                  'data_prep.bench']
+  assert tail == ['tools.input_bench', 'tools.input_bench',
+                  'tools.prep_bench']
   assert 'median of 2 passes' in capsys.readouterr().out
 
 
@@ -110,7 +110,7 @@ def test_commands_use_batch_1_same_steps_and_the_threads(paths):
   threads = str(len(os.sched_getaffinity(0)))
   assert torch_cmd[:2] == [paths[1], paths[3]]
   assert torch_cmd[torch_cmd.index('--threads') + 1] == threads
-  assert jax_cmd[:4] == [sys.executable, '-m', 'magjax.bench',
+  assert jax_cmd[:4] == [sys.executable, '-m', 'tools.bench',
                          '--config=configs/pix2pix.py']
   for cmd in (torch_cmd, jax_cmd):
     for flag, value in (('--batch', '1'), ('--steps', '3'),
@@ -201,14 +201,14 @@ def test_run_command_failure_names_command_and_stderr_tail():
 
 def test_failing_benchmark_one_line_others_still_run(paths, capsys, tmp_path):
   def jax_rhp_512(cmd):
-    return ('magjax.bench' in cmd and '--config=configs/rhp.py' in cmd
+    return ('tools.bench' in cmd and '--config=configs/rhp.py' in cmd
             and '512' in cmd)
   runner = FakeRunner(fail=jax_rhp_512)
   out_path = tmp_path / 'r.json'
   assert _suite(paths, runner, '--json-out', str(out_path)) == 1
   captured = capsys.readouterr()
   errors = [l for l in captured.err.splitlines() if l.startswith('error:')]
-  assert len(errors) == 1 and 'magjax.bench' in errors[0]
+  assert len(errors) == 1 and 'tools.bench' in errors[0]
   assert 'boom' in errors[0] and 'Traceback' not in captured.err
   assert '| rhp | 512 | 6000 | failed | failed | failed | failed |' in (
       captured.out)

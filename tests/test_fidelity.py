@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from magjax.models import build_generator
-from magjax.models import fidelity_report as fr
+from tools import fidelity_report as fr
 
 
 def _fixture_params():

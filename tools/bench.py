@@ -1,6 +1,6 @@
 """Train-step benchmark, printing the fields of shared/bench/torch_ref.py.
 
-  python -m magjax.bench --config=configs/rhp.py --size 256 --batch 1
+  python -m tools.bench --config=configs/rhp.py --size 256 --batch 1
 
 Times full train steps (G forward, D update, G update, both Adam steps: one
 jitted, donated `steps.train_step`) after compilation and warm-up on seeded
@@ -25,11 +25,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from magjax import config_utils
 from magjax import host_memory
-from magjax import profiling
-from magjax import provenance
-from magjax import steps
-from magjax import train_state as train_state_lib
+from magjax.training import steps
+from magjax.training import train_state as train_state_lib
+from tools import profiling
 
 
 def count_params(tree):
@@ -59,7 +59,7 @@ def direct_conv_flops(config, state, data):
   transposed ones as their four 2x2 phases), from the lowered, not compiled,
   step: the model's arithmetic whatever method 'auto' picks."""
   direct = config.copy_and_resolve_references()
-  direct.model.conv, direct.model.conv_transpose = 'xla', 'subpixel'
+  direct.model.conv, direct.model.conv_transpose = 'xla', 'xla'
   step = jax.jit(lambda s, b: steps.train_step(s, b, direct))
   return _flops(step.lower(state, data).cost_analysis())
 
@@ -69,7 +69,7 @@ def time_train_step(config, size, batch, warmup, repeats, profile_dir=None):
   params_D).
 
   profile_dir: also trace two more steps there and print the per-op table
-  (magjax/profiling.py).
+  (tools/profiling.py).
   """
   state = train_state_lib.create_train_state(
       config, jax.random.key(config.seed), (size, size))
@@ -116,7 +116,7 @@ def main(argv=None):
                  'time goes, per XLA op')
   args = p.parse_args(argv)
   malloc_tuned = host_memory.tune_malloc()
-  config = provenance.load_config_file(args.config)
+  config = config_utils.load_config_file(args.config)
   config.batch_size = args.batch
   if args.half_precision is not None:
     config.half_precision = args.half_precision

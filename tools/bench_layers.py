@@ -1,14 +1,13 @@
-"""Per-layer convolution timings: the evidence behind conv_ops.choose.
+"""Per-layer convolution timings: the evidence behind kernels/policy.py.
 
-  python -m magjax.bench_layers --config=configs/pix2pix.py --size 512
+  python -m tools.bench_layers --config=configs/pix2pix.py --size 512
 
 For every convolution of the generator and the discriminator (shapes from
 the config at batch 1, or --batch), times forward + backward (gradients of
 x and the kernel, one jitted function, median of --repeats after a warm-up)
-with each method ('xla', 'matmul' and 'winograd'; for the transposed
-convolutions 'subpixel', 'matmul' and 'winograd'), prints a table with the
-method 'auto' picks and the best one, then the totals. The kernels are in
-the modules' layouts, so these are the operations the train step runs.
+with each of kernels.METHODS, prints a table with the method 'auto' picks
+and the best one, then the totals. The kernels are in the modules'
+layouts, so these are the operations the train step runs.
 """
 
 import argparse
@@ -19,9 +18,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from magjax import config_utils
 from magjax import host_memory
-from magjax import provenance
-from magjax.models import conv_ops, layers, level_channels
+from magjax import kernels
+from magjax.models import level_channels
 
 
 def conv_layers(model_cfg, size, batch):
@@ -54,14 +54,8 @@ def conv_layers(model_cfg, size, batch):
 
 def _apply_fn(kind, method, stride):
   if kind == 'conv_transpose':
-    return layers.CONV_TRANSPOSE_METHODS[method]
-  if method == 'xla':
-    return lambda x, k: conv_ops.conv_xla(x, k, stride, 1)
-  if method == 'winograd':
-    return lambda x, k: conv_ops.conv_winograd(x, k, stride, 1)
-  return lambda x, k: (conv_ops.conv_scatter(x, k, 1)
-                       if stride == 1 and k.shape[-1] < k.shape[-2]
-                       else conv_ops.conv_gather(x, k, stride, 1))
+    return lambda x, k: kernels.conv_transpose(x, k, method)
+  return lambda x, k: kernels.conv(x, k, stride, 1, method)
 
 
 def time_layer(kind, method, x_shape, cout, stride, repeats):
@@ -92,21 +86,20 @@ def main(argv=None):
   p.add_argument('--repeats', type=int, default=5)
   args = p.parse_args(argv)
   host_memory.tune_malloc()
-  model = provenance.load_config_file(args.config).model
+  model = config_utils.load_config_file(args.config).model
   print('| layer | input | Cout | stride | auto picks | ms per method '
         '(forward + backward) | best |')
   print('|---|---|---|---|---|---|---|')
   totals = {}
   for name, kind, x_shape, cout, stride in conv_layers(
       model, args.size, args.batch):
-    n, h, w, cin = x_shape
+    _, h, w, cin = x_shape
+    policy = kernels.Policy()
     if kind == 'conv_transpose':
-      methods = ('subpixel', 'matmul', 'winograd')
-      auto = layers.resolve_conv_transpose('auto', x_shape, cout)
+      auto = policy.conv_transpose_method(x_shape, cout)
     else:
-      methods = ('xla', 'matmul', 'winograd')
-      positions = n * ((h - 2) // stride + 1) * ((w - 2) // stride + 1)
-      auto = conv_ops.choose('auto', positions, cin, cout)
+      auto = policy.conv_method(x_shape, 4, stride, 1, cout)
+    methods = kernels.METHODS
     ms = {m: 1e3 * time_layer(kind, m, x_shape, cout, stride, args.repeats)
           for m in methods}
     best = min(ms, key=ms.get)

@@ -1,6 +1,6 @@
 """Input-pipeline benchmark: global batches per second from sdo_ar.
 
-  python -m magjax.input_bench --config=configs/rhp.py [--batch 32] \
+  python -m tools.input_bench --config=configs/rhp.py [--batch 32] \
       [--crop 512] [--batches 20] [--warmup 3] [--data-dir data/tfds]
 
 Times the code path of train.py: `input_pipeline.load_source` of
@@ -22,9 +22,10 @@ import time
 import jax
 import numpy as np
 
+from magjax import config_utils
 from magjax import input_pipeline
-from magjax import provenance
-from magjax import train as train_lib
+from magjax.training import train as train_lib
+from magjax_common.errors import UserError
 
 
 def dataset_version(source):
@@ -65,7 +66,7 @@ def time_batches(source, config, warmup, count):
 
 
 def main(argv=None):
-  p = argparse.ArgumentParser(prog='python -m magjax.input_bench',
+  p = argparse.ArgumentParser(prog='python -m tools.input_bench',
                               description=__doc__.splitlines()[0])
   p.add_argument('--config', default='configs/rhp.py',
                  help='config file, optionally with a config string')
@@ -81,7 +82,7 @@ def main(argv=None):
   if args.batches < 1 or args.warmup < 0:
     p.error('need --batches >= 1 and --warmup >= 0')
   try:
-    config = provenance.load_config_file(args.config)
+    config = config_utils.load_config_file(args.config)
     if args.batch is not None:
       config.batch_size = args.batch
       config.per_device_batch_size = 0
@@ -91,7 +92,7 @@ def main(argv=None):
       config.data_dir = args.data_dir
     source = input_pipeline.load_source(config, config.train_split)
     config = train_lib._resolve(config, source)  # pylint: disable=protected-access
-  except (FileNotFoundError, ValueError, train_lib.UsageError) as e:
+  except (FileNotFoundError, ValueError, UserError) as e:
     print(f'error: {e}', file=sys.stderr)
     return 2
   times = time_batches(source, config, args.warmup, args.batches)

@@ -1,6 +1,6 @@
 """Benchmark: seconds per 4096^2 AIA + HMI pair, and peak memory per worker.
 
-  python -m data_prep.bench [--repeats 3] [--cache .cache/bench]
+  python -m tools.prep_bench [--repeats 3] [--cache .cache/bench]
 
 Inputs: a 4096^2 SYNTHETIC AIA 304 file from data_prep.synthesize (rendered
 once, ~30 s, then cached), and a real 4096^2 hmi.M_720s magnetogram from the
@@ -96,7 +96,7 @@ def worker(aia, hmi, repeats, any_wavelength):
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(prog='python -m data_prep.bench',
+  parser = argparse.ArgumentParser(prog='python -m tools.prep_bench',
                                    description=__doc__.splitlines()[0])
   parser.add_argument('--repeats', type=int, default=3)
   parser.add_argument('--cache', type=Path,
@@ -115,7 +115,7 @@ def main(argv=None):
   except Exception as exc:  # report, do not trace: inputs are optional
     print(f'error: cannot prepare benchmark inputs: {exc}', file=sys.stderr)
     return 2
-  cmd = [sys.executable, '-m', 'data_prep.bench', '--worker', str(aia),
+  cmd = [sys.executable, '-m', 'tools.prep_bench', '--worker', str(aia),
          str(hmi), '--repeats', str(args.repeats)]
   if 'upsampled' in sources['aia']:
     cmd.append('--any-wavelength')

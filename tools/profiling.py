@@ -1,6 +1,6 @@
 """Where a compiled step spends its time: a jax.profiler trace, summed per op.
 
-Used by `python -m magjax.bench ... --profile DIR`: it writes the trace
+Used by `python -m tools.bench ... --profile DIR`: it writes the trace
 (open it with TensorBoard's or xprof's profile plugin), the optimised HLO
 (DIR/step.hlo.txt) and prints the ops with the most time, each with its
 HLO shape and the JAX source op, grouped by kind. XLA:CPU names its

@@ -1,6 +1,6 @@
 """The benchmark suite: magjax against PyTorch, the input pipeline, data prep.
 
-  python -m magjax.bench_suite [--sizes 256 512] [--models pix2pix cat rhp] \
+  python -m tools.bench_suite [--sizes 256 512] [--models pix2pix cat rhp] \
       [--steps 5] [--warmup 2] [--passes 1] [--threads N] \
       [--torch-python .venv-torch/bin/python] [--torch-ref PATH] \
       [--json-out .cache/bench/results.json]
@@ -10,12 +10,12 @@ its output parsed):
 
 1. Train steps, batch 1: for each size, for each model, shared/bench's
    `torch_ref.py` (the torch venv's python, `--threads N`), then
-   `python -m magjax.bench` with the same steps and warm-up. Frameworks and
+   `python -m tools.bench` with the same steps and warm-up. Frameworks and
    models alternate, so a slow spell of the machine hits both frameworks.
    With --passes 2 the second pass runs the whole sequence in reverse (JAX
    before PyTorch); the table gives the median over passes.
-2. `python -m magjax.input_bench` (the paper config: crop 512, batch 32 and
-   batch 1) and `python -m data_prep.bench` (seconds per 4096^2 pair).
+2. `python -m tools.input_bench` (the paper config: crop 512, batch 32 and
+   batch 1) and `python -m tools.prep_bench` (seconds per 4096^2 pair).
 
 N (--threads) defaults to the cores this process may run on, which is what
 JAX uses; a smaller N pins every subprocess to N cores (taskset). The
@@ -37,7 +37,7 @@ import sys
 import time
 from importlib import metadata
 
-from magjax import fileio
+from magjax_common import fileio
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_TORCH_PYTHON = os.path.join(ROOT, '.venv-torch', 'bin', 'python')
@@ -132,7 +132,7 @@ def step_command(args, framework, model, size):
   if framework == 'pytorch':
     return [args.torch_python, args.torch_ref, '--model', model, *common,
             '--threads', str(args.threads)]
-  return [sys.executable, '-m', 'magjax.bench', f'--config=configs/{model}.py',
+  return [sys.executable, '-m', 'tools.bench', f'--config=configs/{model}.py',
           *common]
 
 
@@ -330,7 +330,7 @@ def pinning(threads):
 
 
 def parse_args(argv):
-  p = argparse.ArgumentParser(prog='python -m magjax.bench_suite',
+  p = argparse.ArgumentParser(prog='python -m tools.bench_suite',
                               description=__doc__.splitlines()[0])
   p.add_argument('--sizes', type=int, nargs='+', default=[256, 512])
   p.add_argument('--models', nargs='+', default=['pix2pix', 'cat', 'rhp'],
@@ -432,11 +432,11 @@ def main(argv=None, runner=run_command):
 
   input_results = []
   for batch in INPUT_BATCHES:
-    cmd = [sys.executable, '-m', 'magjax.input_bench',
+    cmd = [sys.executable, '-m', 'tools.input_bench',
            f'--config={INPUT_CONFIG}', '--batch', str(batch),
            '--crop', str(INPUT_CROP)]
     input_results.append((batch, attempt(cmd)))
-  prep = attempt([sys.executable, '-m', 'data_prep.bench'])
+  prep = attempt([sys.executable, '-m', 'tools.prep_bench'])
   input_rows = summarize_input(input_results, rows)
   print('\n## Input pipeline and data prep\n')
   print(input_table(input_rows, prep))
