@@ -24,8 +24,11 @@ Files without a partner get a line with ``status`` 'unpaired', no
 ``pair_id``, and their own path and reason; so does (status 'skipped') a
 second AIA file of the same second as another, whose pair id is taken.
 
+``sources`` holds ``size:mtime_ns`` of the two source files.
+
 Resume: a restarted run skips a pair whose latest record has the same
-sources and split and is either 'ok' with both patch files present or
+sources (paths, sizes and modification times) and split and is either 'ok'
+with both patch files present or
 'skipped' for a data reason (``error`` in :data:`FINAL_ERRORS`); anything
 else (unexpected exceptions, a worker killed) is tried again.
 """
@@ -185,8 +188,10 @@ def plan(pairs: Iterable[pairing.Pair], splits, out_dir: str,
 
 
 def _settled(old: dict | None, record: dict, out_dir: str) -> bool:
-  """Whether a previous record makes redoing this pair pointless."""
-  if not old or any(old.get(k) != record[k] for k in ('aia', 'hmi', 'split')):
+  """Whether a previous record makes redoing this pair pointless: the same
+  source files, unchanged since (size and modification time), and split."""
+  if not old or any(old.get(k) != record[k]
+                    for k in ('aia', 'hmi', 'split', 'sources')):
     return False
   if old.get('status') == 'ok':
     return all(os.path.exists(os.path.join(out_dir, old[k]))
@@ -194,9 +199,19 @@ def _settled(old: dict | None, record: dict, out_dir: str) -> bool:
   return old.get('status') == 'skipped' and old.get('error') in FINAL_ERRORS
 
 
+def _stamp(path: str) -> str:
+  """size:mtime_ns of a source file ('' when it cannot be read)."""
+  try:
+    st = os.stat(path)
+  except OSError:
+    return ''
+  return f'{st.st_size}:{st.st_mtime_ns}'
+
+
 def base_record(pair: pairing.Pair) -> dict[str, Any]:
   """The manifest fields known before any pixel is read."""
   return {
+      'sources': [_stamp(pair.aia.path), _stamp(pair.hmi.path)],
       'pair_id': pair.pair_id,
       'aia': pair.aia.path,
       'hmi': pair.hmi.path,

@@ -38,3 +38,15 @@ def grid_header(obstime=None, shape=PATCH_SHAPE, scale_deg=PATCH_SCALE_DEG):
   if obstime:
     header['DATE-OBS'] = str(obstime)
   return header
+
+
+def binned_header(header, k):
+  """A copy of an image's FITS header for its k x k block means (rows and
+  columns beyond a multiple of k dropped): NAXIS, CDELT and CRPIX follow."""
+  header = fits.Header(header)
+  for axis in ('1', '2'):
+    if 'NAXIS' + axis in header:
+      header['NAXIS' + axis] = int(header['NAXIS' + axis]) // k
+    header['CDELT' + axis] = float(header['CDELT' + axis]) * k
+    header['CRPIX' + axis] = (float(header['CRPIX' + axis]) - 0.5) / k + 0.5
+  return header

@@ -1,18 +1,32 @@
-"""CLI: write SYNTHETIC full-disk AIA 304 / HMI LOS FITS pairs.
+"""CLI: write SYNTHETIC full-disk 304 A images (and HMI or the truth).
 
   python -m data_prep.synthesize --out data/raw --start 2012-01-01 \
-      --end 2012-12-31 --every 6h --size 1024 --seed 0 [--workers 2]
+      --end 2012-12-31 --every 6h --size 1024 --seed 0 [--workers 2] \
+      [--observer sdo|stereo-a|stereo-b|soho|solo] [--truth]
 
-Layout (the same per-instrument tree the real downloader uses):
+The same SYNTHETIC Sun (data_prep.synthetic) seen from a spacecraft:
+`sdo` (the default) writes the AIA 304 / HMI LOS pairs the data set is
+built from; `stereo-a`, `stereo-b`, `soho` and `solo` write SECCHI/EUVI,
+EIT or EUI/FSI 304 frames with their own headers, pixel scales and counts
+(positions are approximations, labelled OBS_APPR). --truth also writes, per
+image, the ground-truth LOS magnetogram as that observer sees it (no
+noise; for SDO, HMI's without noise).
+
+Layout (the per-instrument tree the real downloader uses):
   OUT/aia/YYYY/MM/DD/aia_304_YYYYMMDDTHHMMSS.fits
   OUT/hmi/YYYY/MM/DD/hmi_m_YYYYMMDDTHHMMSS.fits
-named by the nominal (UTC) time of the pair. Files are tile-compressed as
-JSOC exports them (empty primary HDU, RICE image in HDU 1): AIA int16 DN,
-HMI int32 with BSCALE 0.1 and BLANK off the disk. Every header says
-SYNTHETIC. The same seed and size give byte-identical files, and a
+  OUT/<euvi-a|euvi-b|eit|fsi>/YYYY/MM/DD/<same>_304_YYYYMMDDTHHMMSS.fits
+  OUT/truth/<instrument>/YYYY/MM/DD/<instrument>_truth_blos_<time>.fits
+named by the nominal (UTC) time. AIA and HMI are tile-compressed as JSOC
+exports them (empty primary HDU, RICE image in HDU 1): AIA int16 DN, HMI
+int32 with BSCALE 0.1 and BLANK off the disk; the other imagers and the
+truth are plain images (truth float32 G, NaN off the disk). Every header
+says SYNTHETIC. The same seed and size give byte-identical files, and a
 timestamp's content does not depend on --start/--every. Files are written
-atomically; a re-run skips pairs whose two files exist. A reproducible
-fraction (--bad-fraction, default 2 %) of HMI frames has QUALITY != 0.
+atomically; a re-run skips frames whose files exist, and refuses (one
+line) a tree written by another version of the generator. A
+reproducible fraction (--bad-fraction, default 2 %) of HMI frames has
+QUALITY != 0.
 
 Observer keywords: AIA carries HGLN_OBS/HGLT_OBS and CRLN_OBS/CRLT_OBS; HMI
 only CRLN_OBS/CRLT_OBS/DSUN_OBS (as some real HMI files), from which sunpy
@@ -48,6 +62,30 @@ def pair_paths(out_dir, when):
   stamp = when.strftime('%Y%m%dT%H%M%S')
   return (out_dir / 'aia' / day / f'aia_304_{stamp}.fits',
           out_dir / 'hmi' / day / f'hmi_m_{stamp}.fits')
+
+
+def image_path(out_dir, when, instrument):
+  """The 304 A frame of `instrument` (IMAGERS' keys: aia, euvi-a, ...)."""
+  if instrument == 'aia':
+    return pair_paths(out_dir, when)[0]
+  return (Path(out_dir) / instrument / when.strftime('%Y/%m/%d')
+          / f'{instrument}_304_{when.strftime("%Y%m%dT%H%M%S")}.fits')
+
+
+def truth_path(out_dir, when, instrument):
+  """The ground-truth LOS magnetogram for `instrument`'s frame."""
+  return (Path(out_dir) / 'truth' / instrument / when.strftime('%Y/%m/%d')
+          / f'{instrument}_truth_blos_{when.strftime("%Y%m%dT%H%M%S")}.fits')
+
+
+def frame_paths(out_dir, when, observer, truth):
+  """Every file one timestamp writes for `observer` (with `truth`)."""
+  instrument = synthetic.IMAGERS[observer].key
+  paths = ([*pair_paths(out_dir, when)] if observer == 'sdo'
+           else [image_path(out_dir, when, instrument)])
+  if truth:
+    paths.append(truth_path(out_dir, when, instrument))
+  return paths
 
 
 def _primary(header):
@@ -101,20 +139,76 @@ def synthesize_pair(time, size, seed, out_dir, bad_fraction=0.02,
   Existing files are kept unless `overwrite` (they are complete: writes
   are atomic).
   """
+  return synthesize_frame(time, size, seed, out_dir, 'sdo', False,
+                          bad_fraction, overwrite)
+
+
+def _write(path, hdulist, overwrite):
+  if overwrite or not path.exists():
+    fileio.write_hdulist_atomic(path, hdulist, output_verify='exception')
+
+
+def synthesize_frame(time, size, seed, out_dir, observer='sdo', truth=False,
+                     bad_fraction=0.02, overwrite=False):
+  """Renders and writes one timestamp for `observer`; returns the paths
+  (frame_paths). Existing files are kept unless `overwrite`."""
   when = _as_datetime(time)
-  aia_path, hmi_path = pair_paths(out_dir, when)
-  if not overwrite and aia_path.exists() and hmi_path.exists():
-    return aia_path, hmi_path
-  pair = synthetic.make_pair(when.isoformat(), size, seed, bad_fraction)
-  if overwrite or not aia_path.exists():
-    fileio.write_hdulist_atomic(
-        aia_path, aia_hdulist(pair.aia_header, pair.aia_data),
-        output_verify='exception')
-  if overwrite or not hmi_path.exists():
-    fileio.write_hdulist_atomic(
-        hmi_path, hmi_hdulist(pair.hmi_header, pair.hmi_data),
-        output_verify='exception')
-  return aia_path, hmi_path
+  paths = frame_paths(out_dir, when, observer, truth)
+  if not overwrite and all(p.exists() for p in paths):
+    return paths
+  if observer == 'sdo':
+    pair = synthetic.make_pair(when.isoformat(), size, seed, bad_fraction)
+    _write(paths[0], aia_hdulist(pair.aia_header, pair.aia_data), overwrite)
+    _write(paths[1], hmi_hdulist(pair.hmi_header, pair.hmi_data), overwrite)
+    if truth:
+      clean = synthetic.make_pair(when.isoformat(), size, seed, bad_fraction,
+                                  noise=False)
+      header = synthetic.instruments.truth_header(
+          clean.hmi_header, synthetic.observer_at(
+              synthetic.frame_times(when.isoformat(), seed).hmi_t_obs),
+          seed, 'hmi')
+      _write(paths[2], plain_hdulist(header, clean.hmi_data), overwrite)
+    return paths
+  view = synthetic.make_view(observer, when.isoformat(), size, seed,
+                             truth=truth)
+  _write(paths[0], plain_hdulist(view.header, view.data), overwrite)
+  if truth:
+    _write(paths[1], plain_hdulist(view.truth_header, view.truth), overwrite)
+  return paths
+
+
+def plain_hdulist(header, data):
+  """One image HDU (data as given: counts, DN/s or gauss)."""
+  return fits.HDUList([fits.PrimaryHDU(data=data, header=header)])
+
+
+def generator_version(path):
+  """The generator version a synthetic file was written by ('' if none)."""
+  try:
+    with fits.open(path, memmap=False) as hdul:
+      for hdu in hdul:
+        for line in hdu.header.get('HISTORY', []):
+          if str(line).startswith(f'made by {synthetic.GENERATOR} v'):
+            return str(line).rsplit('v', 1)[-1]
+  except (OSError, ValueError):
+    return ''
+  return ''
+
+
+def check_tree_version(out_dir, observer, times, truth):
+  """ValueError (one line) when the first existing file of the run was
+  written by another generator version: resuming would mix two Suns."""
+  for when in times:
+    for path in frame_paths(out_dir, when, observer, truth):
+      if path.exists():
+        found = generator_version(path)
+        if found != synthetic.GENERATOR_VERSION:
+          raise ValueError(
+              f'{out_dir} holds files of the synthetic generator v'
+              f'{found or "?"} ({path.name}), this is v'
+              f'{synthetic.GENERATOR_VERSION}: remove them first (for the '
+              'data set: make rebuild-data)')
+        return
 
 
 # -------------------------------------------------------------------- CLI
@@ -155,9 +249,9 @@ def timestamps(start, end, every):
 
 
 def _job(args):
-  when, size, seed, out, bad_fraction = args
+  when, size, seed, out, bad_fraction, observer, truth = args
   try:
-    synthesize_pair(when, size, seed, out, bad_fraction)
+    synthesize_frame(when, size, seed, out, observer, truth, bad_fraction)
     return when, None
   except Exception as exc:  # one bad timestamp never stops the batch
     msg = str(exc).strip().splitlines()
@@ -180,6 +274,13 @@ def _parser():
   p.add_argument('--workers', type=int, default=1, help='processes')
   p.add_argument('--bad-fraction', type=float, default=0.02,
                  help='fraction of HMI frames flagged QUALITY != 0')
+  p.add_argument('--observer', default='sdo', choices=synthetic.OBSERVERS,
+                 help='the spacecraft (and so the 304 A imager): sdo (AIA + '
+                 'HMI, the default), stereo-a, stereo-b (SECCHI/EUVI), '
+                 'soho (EIT), solo (EUI/FSI)')
+  p.add_argument('--truth', action='store_true',
+                 help='also write the ground-truth LOS magnetogram as the '
+                 'observer sees it, per image')
   return p
 
 
@@ -213,10 +314,15 @@ def main(argv=None):
   except OSError as exc:
     print(f'error: --out {args.out}: {exc.strerror or exc}', file=sys.stderr)
     return 2
-  todo = [w for w in times
-          if not all(p.exists() for p in pair_paths(args.out, w))]
-  jobs = [(w, args.size, args.seed, args.out, args.bad_fraction)
-          for w in todo]
+  try:
+    check_tree_version(args.out, args.observer, times, args.truth)
+  except ValueError as exc:
+    print(f'error: {exc}', file=sys.stderr)
+    return 2
+  todo = [w for w in times if not all(
+      p.exists() for p in frame_paths(args.out, w, args.observer, args.truth))]
+  jobs = [(w, args.size, args.seed, args.out, args.bad_fraction,
+           args.observer, args.truth) for w in todo]
   t0 = _time.time()
   failed = []
   if args.workers == 1 or len(jobs) <= 1:
@@ -232,10 +338,13 @@ def main(argv=None):
     pool.shutdown()
   elapsed = _time.time() - t0
   done = len(todo) - len(failed)
-  print(f'SYNTHETIC SDO pairs: {done} written, {len(times) - len(todo)} '
-        f'already present, {len(failed)} failed; size {args.size}, seed '
-        f'{args.seed}, {elapsed:.1f} s ({elapsed / max(done, 1):.2f} s/pair '
-        f'with {args.workers} worker(s)) -> {args.out}')
+  what = ('SDO pairs' if args.observer == 'sdo' else
+          f'{synthetic.IMAGERS[args.observer].key.upper()} frames')
+  print(f'SYNTHETIC {what}{" + truth" if args.truth else ""}: {done} '
+        f'written, {len(times) - len(todo)} already present, {len(failed)} '
+        f'failed; size {args.size}, seed {args.seed}, {elapsed:.1f} s '
+        f'({elapsed / max(done, 1):.2f} s/frame with {args.workers} '
+        f'worker(s)) -> {args.out}')
   return 1 if failed else 0
 
 

@@ -166,6 +166,19 @@ def test_resume_redoes_ok_pair_whose_patch_vanished(world):
   assert (world.out / 'test' / '20121111T000000_hmi.fits').exists()
 
 
+def test_resume_redoes_a_pair_whose_source_file_changed(world, monkeypatch):
+  """A raw file rewritten since its patch was made (a new synthetic Sun, a
+  re-download): its pair is processed again, the others are not."""
+  stamps = {'/r/aia/a1.fits': '100:1'}
+  monkeypatch.setattr(build, '_stamp', lambda path: stamps.get(path, ''))
+  assert build.run(world.args) == 0
+  world.calls.clear()
+  stamps['/r/aia/a1.fits'] = '100:2'
+  assert build.run(world.args) == 0
+  assert world.calls[:2] == ['/r/aia/a1.fits', '/r/hmi/h1.fits']
+  assert '/r/aia/a5.fits' not in world.calls
+
+
 def test_torn_manifest_line_is_ignored_and_repaired(world):
   assert build.run(world.args) == 0
   path = world.out / 'manifest.jsonl'

@@ -1,6 +1,7 @@
 """Tests of the SYNTHETIC SDO generator (data_prep.synthetic / synthesize)."""
 import datetime as dt
 import math
+import re
 import warnings
 
 import astropy.units as u
@@ -10,7 +11,7 @@ import sunpy.map
 from astropy.coordinates import SkyCoord
 from astropy.io import fits
 from astropy.time import Time
-from scipy import stats
+from scipy import ndimage, stats
 from sunpy.coordinates import HeliographicStonyhurst
 from sunpy.map.sources import AIAMap, HMIMap
 
@@ -205,6 +206,28 @@ def test_cli_process_pool_writes_the_same_bytes(tmp_path):
         tmp_path / 'w1')).read_bytes()
 
 
+def test_a_tree_of_another_generator_version_is_refused(tmp_path, capsys):
+  """Resuming into files of the first synthetic Sun would mix two Suns."""
+  args = ['--out', str(tmp_path), '--start', '2012-05-01', '--end',
+          '2012-05-01', '--every', '1d', '--size', '64']
+  assert synthesize.main(args) == 0
+  aia = next(tmp_path.rglob('aia_304_*.fits'))
+  with fits.open(aia) as hdul:
+    for hdu in hdul:
+      history = [str(h).replace(f'v{synthetic.GENERATOR_VERSION}', 'v1.0')
+                 for h in hdu.header['HISTORY']]
+      del hdu.header['HISTORY']
+      for line in history:
+        hdu.header['HISTORY'] = line
+    hdul.writeto(aia, overwrite=True)
+  capsys.readouterr()
+  assert synthesize.main(args[:5] + ['2012-05-04', '--every', '1d',
+                                     '--size', '64']) == 2
+  err = capsys.readouterr().err.strip()
+  assert err.startswith('error: ') and len(err.splitlines()) == 1
+  assert 'generator v1.0' in err and 'make rebuild-data' in err
+
+
 @pytest.mark.parametrize('args, message', [
     (['--every', '6 fortnights'], '--every'),
     (['--start', '2012-13-01'], 'ISO'),
@@ -290,7 +313,7 @@ def test_disk_geometry_agrees_with_sunpy_pixel_to_world(crota2):
   header['CROTA2'] = crota2
   header['CRPIX1'] += 7.3
   header['CRPIX2'] -= 4.1
-  geo = synthetic.disk_geometry(header, synthetic._rounded_observer(obs),
+  geo = synthetic.disk_geometry(header, synthetic.observers.rounded(obs),
                                 (128, 128))
   smap = _map_from(header, np.zeros((128, 128)))
   rng = np.random.default_rng(1)
@@ -467,3 +490,81 @@ def test_aiapy_register_accepts_the_aia_map(pair_files):
   assert level15.data.shape == aia.data.shape
   assert abs(level15.meta.get('crota2', 0.0)) < 1e-6 or np.allclose(
       level15.rotation_matrix, np.eye(2), atol=1e-6)
+
+
+# ------------------------------------------------- 304 A cues of the field
+
+def _noiseless_view(when='2012-07-04T00:00:00', size=256):
+  times = synthetic.frame_times(when, SEED)
+  days = synthetic.model_days(times.aia_t_obs)
+  surface = synthetic.surface_at(SEED, days, synthetic.grid_for_size(size))
+  obs = synthetic.observers.rounded(synthetic.observer_at(times.aia_t_obs))
+  header = synthetic.aia_header(times, obs, size, SEED)
+  return surface, synthetic.render.render_view(surface, obs, header,
+                                               (size, size))
+
+
+def test_304_brightness_follows_network_and_plage_flux():
+  """The 304 network is the magnetic network, plage sits on the regions'
+  flux: brightness rises monotonically with the nearby |B_LOS| / mu."""
+  _, view = _noiseless_view()
+  on = view.mu > 0.3
+  b = np.abs(np.nan_to_num(view.los)) / np.maximum(view.mu, 0.3)
+  b = ndimage.gaussian_filter(b, 1.0)
+  limb = synthetic.render.AIA_LIMB_A
+  a = view.emission / np.sqrt((1 + limb) / (view.mu + limb))
+  assert stats.spearmanr(a[on], b[on]).statistic > 0.4
+  quiet = on & (b < 10)
+  network = on & (b > 40) & (b < 120)
+  plage = on & (b > 300)
+  assert network.sum() > 100 and plage.sum() > 20
+  assert np.median(a[network]) > 1.5 * np.median(a[quiet])
+  assert np.median(a[plage]) > 2.0 * np.median(a[network])
+
+
+def test_filaments_lie_on_polarity_inversion_lines():
+  from data_prep.synthetic import sun
+  days = synthetic.model_days('2012-07-04T00:00:00')
+  surface = synthetic.surface_at(SEED, days, synthetic.Grid(0.25))
+  grid = surface.grid
+  br = surface.br + sun.elements_on_grid(surface.elements, grid)
+  smooth = sun.smooth(br, sun.FILAMENT_SMOOTH_DEG, grid.res)
+  dark = surface.tau > 0.5
+  assert dark.sum() > 50  # some filaments near maximum of the cycle
+  assert np.mean(np.abs(smooth[dark]) < 2 * sun.FILAMENT_WIDTH_G) > 0.95
+  # both polarities on either side: the sign changes within 2 degrees
+  reach = int(2.0 / grid.res)
+  pos = ndimage.maximum_filter(smooth, reach) > sun.FILAMENT_WIDTH_G
+  neg = ndimage.minimum_filter(smooth, reach) < -sun.FILAMENT_WIDTH_G
+  assert np.mean((pos & neg)[dark]) > 0.9
+  # and they darken 304 A
+  _, view = _noiseless_view()
+  assert view.emission.min() < 0.7 * np.median(view.emission[view.mu > 0])
+
+
+def test_leading_polarity_is_compact_and_holds_the_spot():
+  """Compact leading polarity with the main spot, dispersed following
+  plage (van Driel-Gesztelyi & Green 2015)."""
+  from data_prep.synthetic import sun
+  checked = 0
+  for r in _year_regions():
+    if r.flux < sun.UMBRA_MIN_FLUX:
+      continue
+    lead, follow = sun._lobe_parts(r, r.t_emerge + r.tau_grow)  # pylint: disable=protected-access
+    assert lead[4] < follow[4]  # width
+    assert lead[5] > 3 * follow[5]  # spot fraction
+    lead_el = sun.region_elements(r, r.t_emerge + r.tau_grow)
+    checked += 1
+    if checked > 20:
+      break
+  assert checked > 10
+  assert lead_el.flux.size > 100  # the plage is fragmented into elements
+
+
+def test_every_physical_choice_of_the_sun_names_its_source():
+  from data_prep.synthetic import sun
+  bullets = [b for b in sun.__doc__.split('\n- ')[1:]]
+  assert len(bullets) >= 10
+  for bullet in bullets:
+    text = ' '.join(bullet.split())
+    assert re.search(r'(1[89]\d\d|20[0-2]\d)', text), text
