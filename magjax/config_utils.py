@@ -81,6 +81,8 @@ def validate(config, image_shape, num_devices, num_processes):
       raise ValueError(f'{name} must be >= 1, got {config[name]}')
   if config.aia_log_max <= config.aia_log_min or config.hmi_saturation <= 0:
     raise ValueError('need aia_log_max > aia_log_min and hmi_saturation > 0')
+  if config.patch_binning < 1:
+    raise ValueError(f'patch_binning must be >= 1, got {config.patch_binning}')
   for name in ('eval_every_steps', 'eval_batch_size', 'eval_keep_samples'):
     if config[name] < 0:
       raise ValueError(f'{name} must be >= 0, got {config[name]}')

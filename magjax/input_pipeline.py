@@ -18,7 +18,10 @@ import threading
 import jax
 import numpy as np
 
-from magjax_common.errors import one_line
+from magjax_common.errors import UserError, one_line
+
+# The sdo_ar version of a checkpoint whose config does not record one.
+FIRST_VERSION = '1.0.0'
 
 
 def load_source(config, split):
@@ -39,7 +42,8 @@ def load_source(config, split):
     raise FileNotFoundError(f'no sdo_ar data set under {config.data_dir!r} '
                             '(build it with `make data`)')
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  import magjax.datasets.sdo_ar  # pylint: disable=g-import-not-at-top,unused-import  # registers the builder
+  from magjax.datasets import sdo_ar  # pylint: disable=g-import-not-at-top  # registers the builder
+  check_version(config.data_dir, name, str(sdo_ar.Builder.VERSION))
   try:
     return tfds.data_source(name, split=split, data_dir=config.data_dir,
                             download=False)
@@ -47,6 +51,42 @@ def load_source(config, split):
     raise FileNotFoundError(
         f'cannot read {name} split {split!r} from {config.data_dir!r} '
         f'(build it with `make data`): {one_line(e)}') from e
+
+
+REBUILD = '`make rebuild-data` (removes data/ and builds it anew)'
+
+
+def check_version(data_dir, name, wanted):
+  """FileNotFoundError (one line, naming the rebuild command) when
+  `data_dir` holds only other versions of the data set than `wanted`."""
+  config_name = name.split('/', 1)[1] if '/' in name else 'synthetic'
+  root = os.path.join(data_dir, 'sdo_ar', config_name)
+  if not os.path.isdir(root):
+    return
+  present = sorted(v for v in os.listdir(root) if v[:1].isdigit())
+  if present and wanted not in present:
+    raise FileNotFoundError(
+        f'{root} holds sdo_ar/{config_name} {", ".join(present)}, this '
+        f'magjax reads {wanted}: rebuild it with {REBUILD}')
+
+
+def dataset_version(source):
+  """The data set's version string ('' for in-memory sources)."""
+  info = getattr(source, 'dataset_info', None)
+  return str(getattr(info, 'version', '') or '')
+
+
+def check_trained_version(saved_config, source, workdir):
+  """UserError when the checkpoints of `workdir` were trained on another
+  version of the data set than `source` (in-memory sources: no check)."""
+  current = dataset_version(source)
+  if not current:
+    return
+  trained = saved_config.get('dataset_version') or FIRST_VERSION
+  if trained != current:
+    raise UserError(
+        f'{workdir} was trained on sdo_ar {trained}, the data set is now '
+        f'{current}: train again in a new --workdir (or remove {workdir})')
 
 
 def normalize_hmi(hmi, config):
@@ -138,6 +178,49 @@ def local_batch(source, sampler, step, config, process_index=0,
            for index, top, left in sampler.rows(step, start,
                                                 start + per_process)]
   return {key: np.stack([c[key] for c in crops]) for key in ('aia', 'hmi')}
+
+
+def bin_image(image, valid, k):
+  """(k x k block means, block validity) of an (H, W[, C]) image; a block is
+  valid when all its pixels are (the means of invalid blocks are 0).
+  Rows and columns beyond a multiple of k are dropped."""
+  image = np.asarray(image, np.float32)
+  valid = np.asarray(valid, bool)
+  h, w = image.shape[0] // k * k, image.shape[1] // k * k
+  image, valid = image[:h, :w], valid[:h, :w]
+  shape = (h // k, k, w // k, k) + image.shape[2:]
+  summed = np.where(valid, image, 0.0).reshape(shape).mean(axis=(1, 3))
+  ok = valid.reshape(shape).all(axis=(1, 3))
+  return np.where(ok, summed, 0.0).astype(np.float32), ok
+
+
+class BinnedSource:
+  """A source whose examples are binned k x k (config.patch_binning): the
+  paper's field of view at 1/k of its resolution. Other fields pass
+  through; `dataset_info` too."""
+
+  def __init__(self, source, k):
+    self.source, self.k = source, k
+    self.dataset_info = getattr(source, 'dataset_info', None)
+
+  def __len__(self):
+    return len(self.source)
+
+  def __getitem__(self, index):
+    example = dict(self.source[index])
+    mask = np.asarray(example['mask'], bool)
+    for key in ('aia', 'hmi'):
+      example[key], ok = bin_image(example[key], mask, self.k)
+    example['mask'] = ok
+    return example
+
+
+def with_binning(source, config):
+  """`source` binned by config.patch_binning (itself when 1 or already)."""
+  k = int(config.patch_binning)
+  if k == 1 or (isinstance(source, BinnedSource) and source.k == k):
+    return source
+  return BinnedSource(source, k)
 
 
 def image_shape(source):

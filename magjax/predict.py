@@ -175,6 +175,21 @@ def load_input_patch(path):
   return np.asarray(pmap.data, np.float32), header, 'full-disk'
 
 
+def bin_patch(aia, header, k):
+  """The patch at the model's resolution (config.patch_binning): k x k block
+  means, NaN where a block holds a NaN, the WCS scaled to match."""
+  if k == 1:
+    return aia, header
+  from data_prep import grid  # pylint: disable=g-import-not-at-top
+  from magjax import input_pipeline  # pylint: disable=g-import-not-at-top
+  valid = np.isfinite(aia)
+  binned, ok = input_pipeline.bin_image(np.where(valid, aia, 0.0), valid, k)
+  header = grid.binned_header(header, k)
+  header.add_history(f'magjax predict: input binned {k}x{k} to the '
+                     "model's resolution (config.patch_binning)")
+  return np.where(ok, binned, np.nan).astype(np.float32), header
+
+
 # --------------------------------------------------------------- generate
 
 def generate(config, variables, aia_patch, samples=0, seed=0):
@@ -304,6 +319,7 @@ def predict(workdir, input_path, output_path, step=None, samples=0,
     raise UserError(f'config crop_size {tile} (the tile side) is not a '
                     f'positive multiple of 2**num_downs = {2 ** depth}')
   aia, in_header, route = load_input_patch(input_path)
+  aia, in_header = bin_patch(aia, in_header, int(config.patch_binning))
   from magjax.evaluation import inference  # pylint: disable=g-import-not-at-top  # JAX: slow to import
   variables, step = inference.restore_generator(config, workdir, step)
   mean, std = generate(config, variables, aia, samples, seed)

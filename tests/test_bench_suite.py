@@ -35,7 +35,7 @@ class FakeRunner:
       batch = int(cmd[cmd.index('--batch') + 1])
       return json.dumps({'batches_per_s': 10.0 if batch == 1 else 0.5,
                          'batch': batch, 'data': 'SYNTHETIC',
-                         'dataset_full_name': 'sdo_ar/synthetic/1.0.0'})
+                         'dataset_full_name': 'sdo_ar/synthetic/2.0.0'})
     if 'tools.prep_bench' in cmd:
       return 'noise\n' + json.dumps({'seconds_per_pair': 2.5}) + '\n'
     size = int(cmd[cmd.index('--size') + 1])
@@ -253,8 +253,8 @@ def test_input_bench_on_a_tiny_sdo_ar_build(tmp_path, capsys):
   result = bench_suite.last_json(capsys.readouterr().out)
   assert (result['batch'], result['crop_size'], result['batches']) == (3, 32, 4)
   assert result['data'] == 'SYNTHETIC' and result['synthetic'] is True
-  assert result['dataset_full_name'] == 'sdo_ar/synthetic/1.0.0'
-  assert result['dataset_version'] == '1.0.0'
+  assert result['dataset_full_name'] == 'sdo_ar/synthetic/2.0.0'
+  assert result['dataset_version'] == '2.0.0'
   assert result['examples'] == 3
   assert result['batches_per_s'] > 0
   assert result['images_per_s'] == pytest.approx(

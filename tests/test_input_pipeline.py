@@ -6,6 +6,7 @@ import pytest
 import train_helpers
 
 from magjax import input_pipeline
+from magjax_common.errors import UserError
 
 
 @pytest.fixture(name='config')
@@ -121,3 +122,42 @@ def test_prefetcher_reraises_the_producer_error():
     assert next(it) == 1
     with pytest.raises(OSError, match='disk gone'):
       next(it)
+
+
+def test_an_old_version_of_the_data_set_is_refused_naming_the_rebuild(
+    tmp_path):
+  (tmp_path / 'sdo_ar' / 'synthetic' / '1.0.0').mkdir(parents=True)
+  with pytest.raises(FileNotFoundError, match='make rebuild-data') as e:
+    input_pipeline.check_version(str(tmp_path), 'sdo_ar', '2.0.0')
+  assert 'holds sdo_ar/synthetic 1.0.0' in str(e.value)
+  (tmp_path / 'sdo_ar' / 'synthetic' / '2.0.0').mkdir()
+  input_pipeline.check_version(str(tmp_path), 'sdo_ar', '2.0.0')  # fine
+
+
+def test_a_workdir_trained_on_another_version_is_refused():
+  class Info:
+    version = '2.0.0'
+
+  class Source(list):
+    dataset_info = Info()
+
+  source = Source([{}])
+  saved = {'dataset_version': '2.0.0'}
+  input_pipeline.check_trained_version(saved, source, 'runs/x')
+  with pytest.raises(UserError, match=r'trained on sdo_ar 1\.0\.0.*2\.0\.0'):
+    input_pipeline.check_trained_version({}, source, 'runs/x')  # 0.2 runs
+  input_pipeline.check_trained_version({}, [{}], 'runs/x')  # in memory
+
+
+def test_binning_keeps_the_field_of_view_at_a_lower_resolution():
+  rng = np.random.default_rng(0)
+  example = {'aia': rng.uniform(1, 100, (8, 12, 1)).astype(np.float32),
+             'hmi': rng.normal(0, 50, (8, 12, 1)).astype(np.float32),
+             'mask': np.ones((8, 12, 1), bool), 'pair_id': b'x'}
+  example['mask'][0, 0] = False
+  binned = input_pipeline.BinnedSource([example], 4)[0]
+  assert binned['aia'].shape == (2, 3, 1) and binned['pair_id'] == b'x'
+  np.testing.assert_allclose(binned['hmi'][1, 2, 0],
+                             example['hmi'][4:8, 8:12, 0].mean(), rtol=1e-5)
+  assert not binned['mask'][0, 0, 0] and binned['mask'][1:].all()
+  assert binned['aia'][0, 0, 0] == 0.0  # an invalid block is zeroed

@@ -102,6 +102,28 @@ def test_round_trip_on_a_synthetic_full_disk_file(setup):
   assert np.std(data[valid]) > 0
 
 
+def test_a_binned_model_generates_at_its_resolution_with_the_wcs(setup):
+  """A model trained on patches binned 2 x 2 (config.patch_binning) gets
+  its input at that resolution and writes its output on that grid."""
+  config = _config()
+  config.patch_binning = 2
+  workdir = str(setup['root'] / 'runs' / 'binned')
+  eval_helpers.save_checkpoint(workdir, config, step=STEP)
+  out = str(setup['root'] / 'binned.fits')
+  assert predict.main(['--workdir', workdir, '--input', setup['patch'],
+                       '--output', out]) == 0
+  with _open(out) as hdul, _open(setup['patch']) as patch:
+    data, header = hdul[0].data, hdul[0].header
+    full = patch[0].header
+  assert data.shape == (400, 450)
+  assert header['CDELT1'] == 0.2 and header['CDELT2'] == 0.2
+  # the same world coordinates at the binned grid's pixel centres
+  world = WCS(header).pixel_to_world_values([0.0, 449.0], [0.0, 399.0])
+  wanted = WCS(full).pixel_to_world_values([0.5, 898.5], [0.5, 798.5])
+  np.testing.assert_allclose(world, wanted, atol=1e-9)
+  assert 'binned 2x2' in '\n'.join(header['HISTORY'])
+
+
 def test_samples_write_a_stddev_hdu_on_a_prepared_patch(setup):
   out = str(setup['root'] / 'mc.fits')
   assert predict.main(['--workdir', setup['workdir'], '--input',

@@ -178,7 +178,7 @@ def test_synthetic_is_said_in_description_and_metadata(synthetic_build):
 def test_cli_is_idempotent_and_overwrite_rebuilds(synthetic_build, capsys):
   data_dir, _ = synthetic_build
   patches = os.path.join(os.path.dirname(data_dir), 'patches')
-  shard = next(p for p in (data_dir / 'sdo_ar' / 'synthetic' / '1.0.0')
+  shard = next(p for p in (data_dir / 'sdo_ar' / 'synthetic' / '2.0.0')
                .iterdir() if 'train.array_record' in p.name)
   before = shard.stat().st_mtime_ns
   assert sdo_build.main(['--patches', patches, '--data_dir',

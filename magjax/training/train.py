@@ -203,6 +203,7 @@ def _resolve(config, source):
                           jax.process_count())
     config.num_train_steps = config_utils.num_train_steps(config, len(source))
     config.synthetic = input_pipeline.synthetic_flag(source)
+    config.dataset_version = input_pipeline.dataset_version(source)
   except ValueError as e:
     raise UserError(str(e)) from e
   return config
@@ -211,7 +212,7 @@ def _resolve(config, source):
 def _check_same_model(config, saved, workdir):
   """UserError unless the workdir's checkpoint has this model and crop."""
   current = json.loads(config_utils.to_json(config))
-  for key in ('model', 'crop_size'):
+  for key in ('model', 'crop_size', 'patch_binning'):
     if saved.get(key) != current[key]:
       raise UserError(
           f'{workdir} holds checkpoints of a different {key} '
@@ -237,11 +238,15 @@ def train_and_evaluate(config, workdir, source=None, eval_source=None):
   """
   started = time.monotonic()  # max_train_seconds counts compile time too
   maybe_initialize_distributed(config)
+  checkpoints.quiet_orbax()  # and TFDS's INFO lines
   if source is None:
     source = _load(config, config.train_split)
     if eval_source is None and config.eval_every_steps > 0:
       eval_source = _load(config, config.validation_split,
                           hint=' (or set --config.eval_every_steps=0)')
+  source = input_pipeline.with_binning(source, config)
+  if eval_source is not None:
+    eval_source = input_pipeline.with_binning(eval_source, config)
   config = _resolve(config, source)
   # Installed before the (long) compile, so an early SIGTERM is not lost.
   with StopRequest() as stop:
@@ -280,14 +285,16 @@ class _CompiledGenerator:
     return np.asarray(out, np.float32)[:n]
 
 
-def _initial_state(config, workdir, ckpt, sharding):
+def _initial_state(config, workdir, ckpt, sharding, source):
   """(state, fresh): the workdir's latest checkpoint, or a new state."""
   if ckpt.latest_step() is None:
     return jax.jit(
         functools.partial(train_state_lib.create_train_state, config,
                           image_shape=(config.crop_size, config.crop_size)),
         out_shardings=sharding)(jax.random.key(config.seed)), True
-  _check_same_model(config, ckpt.read_meta()['config'], workdir)
+  saved = ckpt.read_meta()['config']
+  input_pipeline.check_trained_version(saved, source, workdir)
+  _check_same_model(config, saved, workdir)
   state, meta = ckpt.restore(
       train_state_lib.abstract_train_state(config, sharding))
   _print(f'resumed from step {meta["data_position"]} in '
@@ -320,7 +327,7 @@ def _train(config, workdir, source, eval_source, stop, started):
       mesh, jax.sharding.PartitionSpec('data'))
   ckpt = checkpoints.Checkpointer(workdir, keep=config.keep_checkpoints)
   try:
-    state, fresh = _initial_state(config, workdir, ckpt, replicated)
+    state, fresh = _initial_state(config, workdir, ckpt, replicated, source)
   except UserError:
     ckpt.close()
     raise

@@ -84,8 +84,15 @@ class SdoArConfig(tfds.core.BuilderConfig):
 class Builder(tfds.core.GeneratorBasedBuilder):
   """sdo_ar: paired AIA 304 / HMI LOS patches (see module docstring)."""
 
-  VERSION = tfds.core.Version('1.0.0')
-  RELEASE_NOTES = {'1.0.0': 'Initial release.'}
+  VERSION = tfds.core.Version('2.0.0')
+  RELEASE_NOTES = {
+      '1.0.0': 'Initial release.',
+      '2.0.0': 'The second SYNTHETIC Sun (data_prep.synthetic 2.0): network '
+               'and plage as flux elements, remnant flux, 304 A cues tied to '
+               'the field (network, plage, filaments on inversion lines), '
+               'measured against real HMI statistics. Examples of 1.0.0 are '
+               'not comparable.',
+  }
   BUILDER_CONFIGS = [
       SdoArConfig(name='synthetic', synthetic=True,
                   description='SYNTHETIC patches (data_prep.synthesize).'),
