@@ -64,13 +64,23 @@ def test_metrics_json_fields_and_summary_shapes(run):
     assert set(summary) == set(metrics_lib.METRIC_NAMES)
     for name in metrics_lib.METRIC_NAMES:
       stat = summary[name]
-      assert set(stat) == {'mean', 'std', 'n'}
+      assert set(stat) == {'mean', 'std', 'se', 'n'}
       values = np.array([r[name] for r in rows], float)
       values = values[~np.isnan(values)]
       assert stat['n'] == values.size
       if values.size:
         assert stat['mean'] == pytest.approx(values.mean())
         assert stat['std'] == pytest.approx(values.std())  # population std
+      if values.size > 1:
+        assert stat['se'] == pytest.approx(values.std(ddof=1)
+                                           / np.sqrt(values.size))
+  # the baselines, scored on the same samples
+  for name in ('zero', 'hale'):
+    for mode in ('crops', 'tiled'):
+      rows = on_disk['baselines'][name]['samples'][mode]
+      assert [r['pair_id'] for r in rows] == [
+          r['pair_id'] for r in on_disk['samples'][mode]]
+      assert on_disk['baselines'][name]['summary'][mode]['psnr']['n'] == 4
   assert all('crop' in r for r in on_disk['samples']['crops'])
   # Strict JSON (no NaN tokens).
   with open(os.path.join(workdir, 'eval', 'metrics.json')) as f:

@@ -253,7 +253,13 @@ def test_summarise_is_nan_aware():
   assert s['psnr']['n'] == 3
   assert s['psnr']['mean'] == pytest.approx(22.0)
   assert s['psnr']['std'] == pytest.approx(np.std([20.0, 22.0, 24.0]))
-  assert s['strong_cc'] == {'mean': pytest.approx(0.6), 'std': pytest.approx(0.1), 'n': 2}
+  assert s['psnr']['se'] == pytest.approx(np.std([20.0, 22.0, 24.0], ddof=1)
+                                          / np.sqrt(3))
+  assert s['strong_cc'] == {'mean': pytest.approx(0.6),
+                            'std': pytest.approx(0.1),
+                            'se': pytest.approx(0.1), 'n': 2}
+  one = metrics.summarise([{'x': 1.0}])['x']
+  assert one['n'] == 1 and math.isnan(one['se'])  # no error from one sample
   empty = metrics.summarise([{'x': math.nan}])['x']
   assert empty['n'] == 0 and math.isnan(empty['mean'])
 

@@ -109,6 +109,13 @@ def test_report_table_and_figure(runs, tmp_path, capsys):
   assert image.shape[0] > 400 and image.shape[1] > 1000
   assert (out / 'table.md').read_text().count('\n') == 2 + 3 + 6
   assert 'figure_20121101T000000.png' in capsys.readouterr().out
+  # summary.json: one row per model (these runs hold no baselines)
+  summary = json.loads((out / 'summary.json').read_text())
+  assert summary['data_label'] == ['SYNTHETIC']
+  assert [(r['name'], r['kind'], r['split']) for r in summary['rows']] == [
+      ('pix2pix', 'model', 'test'), ('cat', 'model', 'test'),
+      ('rhp', 'model', 'test')]
+  assert summary['rows'][2]['cc'] == pytest.approx(0.4567)
 
 
 def test_report_on_real_data_has_no_synthetic_banner(tmp_path):

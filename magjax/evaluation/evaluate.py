@@ -31,6 +31,10 @@ in gauss, mask, pair ids, times, patch WCS header text) for the report's
 figures, chosen evenly over the sorted pair ids, so the runs of the three
 models keep the same test times.
 
+The baselines of `baselines.py` (the zero field and the Hale-signed
+brightness estimate, its map fitted on the training split) are scored on
+the same crops and patches, into `metrics.json`'s `baselines`.
+
 `validation_metrics` is the 'crops' protocol on at most
 `config.validation_examples` examples, for training's periodic evaluation.
 """
@@ -48,6 +52,7 @@ import magjax
 from magjax import checkpoints
 from magjax import config_utils
 from magjax import input_pipeline
+from magjax.evaluation import baselines as baselines_lib
 from magjax.evaluation import inference
 from magjax.evaluation import metrics as metrics_lib
 from magjax.evaluation import results
@@ -56,7 +61,8 @@ from magjax_common.errors import UserError, fail
 MODES = ('crops', 'tiled')
 CROP_STREAM = 2  # np.random.default_rng([seed, CROP_STREAM, index])
 # The metrics training logs from its validation crops (all are computed).
-VALIDATION_METRICS = ('psnr', 'ssim_paper', 'cc_binned', 'rmse_gauss')
+VALIDATION_METRICS = ('psnr', 'ssim_paper', 'cc_binned', 'cc_abs_binned',
+                      'rmse_gauss')
 
 
 def eval_modes(config):
@@ -190,6 +196,73 @@ class CropScorer:
     return self.rows
 
 
+def brightness_map(config, source, train_source=None):
+  """The baseline's AIA -> |B| map, fitted on `train_source` (else on
+  `source`): config.baseline_fit_examples examples, evenly spread."""
+  fit_on = train_source if train_source is not None else source
+  picks = validation_indices(len(fit_on), int(config.baseline_fit_examples))
+  triples = []
+  for index in picks:
+    aia, hmi, mask = _arrays(fit_on[index])
+    triples.append((aia[..., 0], hmi[..., 0], mask[..., 0]))
+  return baselines_lib.BrightnessMap.fit(triples,
+                                         float(config.hmi_saturation))
+
+
+class BaselineScorer:
+  """The baselines' metrics on the same crops / patches as the model's."""
+
+  def __init__(self, config, bmap, modes):
+    self._config = config
+    self._bmap = bmap
+    self._kwargs = metrics_lib.metric_kwargs(config)
+    self.rows = {name: {mode: [] for mode in modes}
+                 for name in baselines_lib.NAMES}
+
+  def add(self, info, aia, hmi, mask, crop_window=None):
+    config = self._config
+    binning = int(config.patch_binning)
+    fields = {
+        'zero': baselines_lib.zero_field(aia.shape[:2]),
+        'hale': baselines_lib.hale_field(aia[..., 0], mask[..., 0],
+                                         self._bmap, config, binning)}
+    for name, field in fields.items():
+      for mode, rows in self.rows[name].items():
+        window = crop_window if mode == 'crops' else np.s_[:, :]
+        rows.append(dict(info, **metrics_lib.sample_metrics(
+            field[window], hmi[..., 0][window], mask[..., 0][window],
+            **self._kwargs)))
+
+  def result(self):
+    return {name: {
+        'summary': {mode: metrics_lib.summarise(
+            [{k: r[k] for k in metrics_lib.METRIC_NAMES} for r in rows])
+                    for mode, rows in by_mode.items()},
+        'samples': by_mode} for name, by_mode in self.rows.items()}
+
+
+def baseline_metrics(config, split, source=None, train_source=None):
+  """The baselines' result (BaselineScorer.result) on `split` by the
+  'crops' protocol, on the examples validation_metrics uses."""
+  if source is None:
+    try:
+      source = input_pipeline.load_source(config, split)
+      train_source = input_pipeline.with_binning(
+          input_pipeline.load_source(config, config.train_split), config)
+    except (ValueError, FileNotFoundError) as e:
+      raise UserError(str(e)) from e
+  source = input_pipeline.with_binning(source, config)
+  crop = int(config.crop_size)
+  scorer = BaselineScorer(config, brightness_map(config, source,
+                                                 train_source), ('crops',))
+  for index in validation_indices(len(source), config.validation_examples):
+    aia, hmi, mask = _arrays(source[index])
+    top, left = crop_offset(config.seed, index, aia.shape[:2], crop)
+    scorer.add({'index': index}, aia, hmi, mask,
+               np.s_[top:top + crop, left:left + crop])
+  return scorer.result()
+
+
 def validation_indices(num_examples, count):
   """At most `count` (-1: all) example indices, evenly spread (pure)."""
   if count < 0 or count >= num_examples:
@@ -234,22 +307,26 @@ def evaluate(config, workdir, step=None, split=None, source=None,
   Raises:
     UserError: one-line message for bad config, checkpoint or data.
   """
-  if config is None:
-    config, _ = checkpoints.saved_config(workdir, step)
-  config = ml_collections.ConfigDict(config.to_dict())
+  saved, _ = checkpoints.saved_config(workdir, step)
+  config = ml_collections.ConfigDict((config or saved).to_dict())
   modes = eval_modes(config)
   split = split or config.eval_split
   variables, restored_step = inference.restore_generator(config, workdir,
                                                          step)
+  train_source = None
   if source is None:
     try:
       source = input_pipeline.load_source(config, split)
+      train_source = input_pipeline.with_binning(
+          input_pipeline.load_source(config, config.train_split), config)
     except (ValueError, FileNotFoundError) as e:
       raise UserError(str(e)) from e
     if dataset_name is None:
       info = getattr(source, 'dataset_info', None)
       dataset_name = getattr(info, 'full_name', None) or config.dataset
   dataset_name = dataset_name or 'in-memory source'
+  input_pipeline.check_trained_version(saved, source, workdir)
+  source = input_pipeline.with_binning(source, config)
   if len(source) == 0:
     raise UserError(f'split {split!r} of {dataset_name} holds no example')
   _check_crop(config, input_pipeline.image_shape(source),
@@ -259,14 +336,21 @@ def evaluate(config, workdir, step=None, split=None, source=None,
                              inference.inference_batch_size(config))
   kwargs = metrics_lib.metric_kwargs(config)
   crops = CropScorer(fn, config)
+  baselines = BaselineScorer(config, brightness_map(config, source,
+                                                    train_source), modes)
+  crop = int(config.crop_size)
   tiled_rows, infos = [], []
   for index in range(len(source)):
     example = source[index]
     info = _example_info(example, index)
     infos.append(info)
     aia, hmi, mask = _arrays(example)
+    window = None
     if 'crops' in modes:
       crops.add(info, aia, hmi, mask)
+      top, left = crop_offset(config.seed, index, aia.shape[:2], crop)
+      window = np.s_[top:top + crop, left:left + crop]
+    baselines.add(info, aia, hmi, mask, window)
     if 'tiled' in modes:
       pred = inference.to_gauss(inference.predict_tiled(
           fn, inference.network_input(aia, mask, config), config), config)
@@ -291,6 +375,7 @@ def evaluate(config, workdir, step=None, split=None, source=None,
       'eval_modes': list(modes),
       'primary_mode': modes[0],
       'crop_size': int(config.crop_size),
+      'patch_binning': int(config.patch_binning),
       'tile': int(config.crop_size),
       'tile_overlap': inference.tile_overlap(config),
       'seed': int(config.seed),
@@ -299,6 +384,7 @@ def evaluate(config, workdir, step=None, split=None, source=None,
           [{k: r[k] for k in metrics_lib.METRIC_NAMES} for r in rows[mode]])
                   for mode in modes},
       'samples': rows,
+      'baselines': baselines.result(),
       'magjax_version': magjax.version(),
       'created_utc': datetime.datetime.now(datetime.timezone.utc).strftime(
           '%Y-%m-%dT%H:%M:%SZ'),
@@ -333,7 +419,9 @@ def _samples_npz(source, keep, fn, config, kwargs):
     arrays['mask'].append(m)
     meta['pair_id'].append(info['pair_id'])
     meta['t_aia'].append(info['t_aia'])
-    header = grid.grid_header(info['t_aia'] or None, shape=m.shape)
+    header = grid.grid_header(
+        info['t_aia'] or None, shape=m.shape,
+        scale_deg=grid.PATCH_SCALE_DEG * int(config.patch_binning))
     meta['wcs_header'].append(header.tostring())
     meta['metrics'].append(json.dumps(results.jsonable(
         metrics_lib.sample_metrics(pred, hmi[..., 0], m, **kwargs))))

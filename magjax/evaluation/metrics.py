@@ -41,8 +41,8 @@ SSIM_PAPER = (2.55, 7.65)  # as printed in Sun, Xu et al. (2023): K * L
 SSIM_WANG = (6.5025, 58.5225)  # Wang et al. (2004): (K * L)^2, K = 0.01, 0.03
 
 METRIC_NAMES = (
-    'psnr', 'ssim_paper', 'ssim_wang', 'cc_binned', 'rmse_gauss',
-    'flux_ratio', 'polarity_agreement', 'strong_cc')
+    'psnr', 'ssim_paper', 'ssim_wang', 'cc_binned', 'cc_abs_binned',
+    'rmse_gauss', 'flux_ratio', 'polarity_agreement', 'strong_cc')
 
 
 def _as_2d(x):
@@ -258,18 +258,23 @@ def sample_metrics(pred_gauss, target_gauss, mask, *, saturation, ssim_window,
   """All metrics of one sample, as {name: float} with keys METRIC_NAMES.
 
   psnr, ssim_paper, ssim_wang and cc_binned are computed on the 0..255
-  byte scale (`to_byte_scale(., saturation)`); rmse_gauss, flux_ratio,
+  byte scale (`to_byte_scale(., saturation)`); cc_abs_binned is the binned
+  CC of |B| clipped to +-saturation; rmse_gauss, flux_ratio,
   polarity_agreement and strong_cc in gauss (unclipped).
   """
   pred, target, valid = _prepare(pred_gauss, target_gauss, mask)
   pb = to_byte_scale(pred, saturation)
   tb = to_byte_scale(target, saturation)
   stats, ok = _local_stats(pb, tb, valid, ssim_window, ssim_sigma)
+  clip = np.clip
   return {
       'psnr': psnr(pb, tb, valid),
       'ssim_paper': _mean_ssim(stats, ok, *SSIM_PAPER),
       'ssim_wang': _mean_ssim(stats, ok, *SSIM_WANG),
       'cc_binned': pearson_cc_binned(pb, tb, valid, binning),
+      'cc_abs_binned': pearson_cc_binned(
+          np.abs(clip(pred, -saturation, saturation)),
+          np.abs(clip(target, -saturation, saturation)), valid, binning),
       'rmse_gauss': rmse_gauss(pred, target, valid),
       'flux_ratio': unsigned_flux_ratio(pred, target, valid),
       'polarity_agreement': polarity_agreement(pred, target, valid,
@@ -289,12 +294,13 @@ def metric_kwargs(config):
 
 
 def summarise(samples):
-  """{name: {'mean', 'std', 'n'}} over a list of per-sample metric dicts.
+  """{name: {'mean', 'std', 'se', 'n'}} over a list of per-sample dicts.
 
   NaN-aware: NaN values (metric undefined for that sample) are excluded and
   n counts the samples used. std is the population standard deviation
-  (ddof = 0). A metric with n = 0 has mean and std NaN. An infinite value
-  (PSNR of an exact prediction) is kept, and makes the mean infinite.
+  (ddof = 0); se the standard error of the mean, std(ddof=1) / sqrt(n)
+  (NaN for n < 2). A metric with n = 0 has mean and std NaN. An infinite
+  value (PSNR of an exact prediction) is kept, and makes the mean infinite.
   """
   names = []
   for d in samples:
@@ -306,11 +312,14 @@ def summarise(samples):
     v = np.array([d[k] for d in samples if k in d], dtype=np.float64)
     v = v[~np.isnan(v)]
     if v.size == 0:
-      out[k] = {'mean': math.nan, 'std': math.nan, 'n': 0}
+      out[k] = {'mean': math.nan, 'std': math.nan, 'se': math.nan, 'n': 0}
     elif np.all(np.isfinite(v)):
-      out[k] = {'mean': float(v.mean()), 'std': float(v.std()), 'n': int(v.size)}
+      se = float(v.std(ddof=1) / math.sqrt(v.size)) if v.size > 1 else math.nan
+      out[k] = {'mean': float(v.mean()), 'std': float(v.std()), 'se': se,
+                'n': int(v.size)}
     else:
-      out[k] = {'mean': float(v.mean()), 'std': math.nan, 'n': int(v.size)}
+      out[k] = {'mean': float(v.mean()), 'std': math.nan, 'se': math.nan,
+                'n': int(v.size)}
   return out
 
 

@@ -17,6 +17,11 @@ Reads each run's `eval/metrics.json` and `eval/samples.npz` (written by
   observed HMI, the generated magnetograms and their differences) for test
   times common to all runs (`figures.comparison_figure`).
 - `<out>/table.md`: the first table alone (for pasting).
+- `<out>/summary.json`: the models and the baselines (the zero field and
+  the Hale-signed brightness estimate, `baselines.py`) with signed CC, CC
+  of |B|, PSNR, SSIM and standard errors, machine-readable
+  (`comparison.summary_rows`); README.md shows them as a table and says
+  which differences exceed two standard errors.
 
 Exit codes: 0 written, 2 a run without evaluation or a bad argument (one
 line `error: ...` on stderr).
@@ -29,6 +34,7 @@ import sys
 
 import numpy as np
 
+from magjax.evaluation import comparison
 from magjax.evaluation import evaluate
 from magjax.evaluation import figures
 from magjax.evaluation import results
@@ -47,7 +53,10 @@ PAPER_TABLE1 = {
 }
 PAPER_LABEL = 'published, real 2012 SDO data'
 TABLE1_METRICS = (('psnr', 'PSNR (dB)', 2), ('ssim_paper', 'SSIM', 2),
-                  ('cc_binned', 'CC (2×2)', 2))
+                  ('cc_binned', 'CC (2×2)', 2), ('cc_abs_binned', 'CC \\|B\\|', 2))
+BASELINE_TITLES = {'zero': 'zero field (B = 0)',
+                   'hale': 'physics baseline: 304 brightness -> \\|B\\|, '
+                           'signed by Hale\'s law'}
 EXTRA_METRICS = (('ssim_wang', 'SSIM (Wang c)', 3),
                  ('rmse_gauss', 'RMSE (G)', 1),
                  ('flux_ratio', 'unsigned flux ratio', 3),
@@ -118,6 +127,47 @@ def table1(runs, mode=None):
   return lines
 
 
+def _mean_se(value, se, digits=3):
+  if not np.isfinite(value):
+    return 'n/a'
+  return (f'{value:.{digits}f} ± {se:.{digits}f}' if np.isfinite(se)
+          else f'{value:.{digits}f}')
+
+
+def baseline_table(rows):
+  """Models and baselines: mean ± standard error of the mean."""
+  lines = ['| | kind | eval | n | CC (signed) | CC \\|B\\| | PSNR (dB) | SSIM |',
+           '|---|---|---|---|---|---|---|---|']
+  for r in rows:
+    title = (figures.model_title(r['name']) if r['kind'] == 'model'
+             else BASELINE_TITLES.get(r['name'], r['name']))
+    lines.append(
+        f'| {title} | {r["kind"]} | {r["mode"]} | {r["n"]} | '
+        f'{_mean_se(r["cc"], r["cc_se"])} | '
+        f'{_mean_se(r["cc_abs"], r["cc_abs_se"])} | {r["psnr"]:.2f} | '
+        f'{r["ssim"]:.3f} |')
+  return lines
+
+
+def significance_lines(runs, mode=None):
+  """One line per comparison: the paired difference and its verdict."""
+  def title(name):
+    return (figures.model_title(name) if name not in BASELINE_TITLES
+            else f'the {"zero field" if name == "zero" else "physics baseline"}')
+  lines = []
+  for a, b, key, mean, se, n, significant in comparison.significance(
+      runs, mode):
+    what = 'signed CC' if key == 'cc' else 'CC of |B|'
+    if not np.isfinite(mean):
+      continue
+    verdict = ('**significant** (more than 2 standard errors)' if significant
+               else 'not significant (within 2 standard errors)')
+    lines.append(f'- {figures.model_title(a)} − {title(b)}, {what}: '
+                 f'{mean:+.3f} ± {se:.3f} over {n} paired samples: '
+                 f'{verdict}.')
+  return lines
+
+
 def extra_table(runs, mode=None):
   """Metrics the paper does not report (ours only)."""
   lines = ['| model | data | eval | '
@@ -140,9 +190,11 @@ def _modes(result, mode):
 
 
 def _mode_text(result, mode):
+  k = int(result.get('patch_binning', 1))
+  binned = f' of {k}×{k}-binned patches' if k > 1 else ''
   if mode == 'crops':
-    return f'{result["crop_size"]}² crops (seeded)'
-  return (f'whole patch, tiled {result["tile"]}² / overlap '
+    return f'{result["crop_size"]}² crops{binned} (seeded)'
+  return (f'whole patch{binned}, tiled {result["tile"]}² / overlap '
           f'{result["tile_overlap"]}')
 
 
@@ -215,6 +267,20 @@ def render(runs, figure_paths, out_dir, mode=None):
       '(ours)" are this project\'s evaluations, labelled with their data.',
       '']
   lines += table1(runs, mode)
+  rows = comparison.summary_rows(runs, mode)
+  if any(r['kind'] == 'baseline' for r in rows):
+    lines += [
+        '', '## Against the baselines (mean ± standard error of the mean)',
+        '',
+        'Two baselines on the same samples: the zero field (its '
+        'correlations are undefined and counted as 0) and a physics '
+        'baseline, |B| from the 304 Å brightness by the training data\'s '
+        'monotone relation, signed by Hale\'s law (the western part of each '
+        'bright region gets its hemisphere\'s leading polarity). A '
+        'difference is called significant when the paired mean difference '
+        'exceeds two standard errors.', '']
+    lines += baseline_table(rows)
+    lines += [''] + significance_lines(runs, mode)
   lines += ['', '## Further metrics (ours only; not reported by the paper)',
             '']
   lines += extra_table(runs, mode)
@@ -277,6 +343,11 @@ def make_report(run_dirs, out_dir, figure_count=2, pair_ids=None, mode=None):
   fileio.write_bytes_atomic(
       os.path.join(out_dir, 'table.md'),
       ('\n'.join(table1(runs, mode)) + '\n').encode())
+  summary = {'data_label': sorted({r['data_label'] for r in runs}),
+             'rows': comparison.summary_rows(runs, mode)}
+  fileio.write_bytes_atomic(
+      os.path.join(out_dir, 'summary.json'),
+      (json.dumps(results.jsonable(summary), indent=1) + '\n').encode())
   return readme, figure_paths
 
 

@@ -47,7 +47,8 @@ def metric_titles(conventions):
   k = conventions.get('cc_binning', 2)
   return (
       ('psnr', 'PSNR (dB)', 2), ('ssim_paper', 'SSIM (paper c)', 3),
-      ('cc_binned', f'CC ({k}×{k})', 3), ('ssim_wang', 'SSIM (Wang c)', 3),
+      ('cc_binned', f'CC ({k}×{k})', 3), ('cc_abs_binned', 'CC \\|B\\|', 3),
+      ('ssim_wang', 'SSIM (Wang c)', 3),
       ('rmse_gauss', 'RMSE (G)', 1), ('flux_ratio', 'flux ratio', 3),
       ('polarity_agreement', 'polarity agr.', 3),
       ('strong_cc', 'strong-field CC', 3))
@@ -83,8 +84,10 @@ def markdown(result):
       f'- checkpoint: step **{result["checkpoint_step"]}** of '
       f'`{result["workdir"]}`',
       f'- config hash `{result["config_hash"]}`, seed {result["seed"]}; '
-      f'crops {result["crop_size"]}² (seeded), tiles '
-      f'{result["tile"]}² with overlap {result["tile_overlap"]}',
+      f'patches binned {result.get("patch_binning", 1)}×'
+      f'{result.get("patch_binning", 1)}; crops {result["crop_size"]}² '
+      f'(seeded), tiles {result["tile"]}² with overlap '
+      f'{result["tile_overlap"]}',
       f'- metrics: {conventions_text(conventions)}', '',
       '| eval mode | n | ' + ' | '.join(t for _, t, _ in titles) + ' |',
       '|---|---|' + '---|' * len(titles)]
