@@ -96,3 +96,28 @@ class Progress:
             f'{self.rate:.2f} steps/s ETA {eta} {values}',
             file=self._stream, flush=True)
     return self.rate
+
+
+def read_scalars(logdir):
+  """{tag: [(step, value), ...]} of the scalar summaries in `logdir`'s
+  event files, sorted by step (the TFRecord framing tensorboardX writes:
+  length, its CRC, the event, its CRC)."""
+  import glob  # pylint: disable=g-import-not-at-top
+  import os  # pylint: disable=g-import-not-at-top
+  import struct  # pylint: disable=g-import-not-at-top
+  from tensorboardX.proto import event_pb2  # pylint: disable=g-import-not-at-top
+  out = {}
+  for path in sorted(glob.glob(os.path.join(logdir, 'events.out.tfevents.*'))):
+    with open(path, 'rb') as f:
+      data = f.read()
+    offset = 0
+    while offset + 12 <= len(data):
+      (length,) = struct.unpack('<Q', data[offset:offset + 8])
+      event = event_pb2.Event()
+      event.ParseFromString(data[offset + 12:offset + 12 + length])
+      offset += 12 + length + 4
+      for value in event.summary.value:
+        if value.HasField('simple_value'):
+          out.setdefault(value.tag, []).append((event.step,
+                                                value.simple_value))
+  return {tag: sorted(points) for tag, points in out.items()}
