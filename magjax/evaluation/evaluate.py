@@ -241,16 +241,22 @@ class BaselineScorer:
         'samples': by_mode} for name, by_mode in self.rows.items()}
 
 
+def _load(config, split):
+  """(`split`, the binned training split) of config.dataset; UserError."""
+  try:
+    return (input_pipeline.load_source(config, split),
+            input_pipeline.with_binning(
+                input_pipeline.load_source(config, config.train_split),
+                config))
+  except (ValueError, FileNotFoundError) as e:
+    raise UserError(str(e)) from e
+
+
 def baseline_metrics(config, split, source=None, train_source=None):
   """The baselines' result (BaselineScorer.result) on `split` by the
   'crops' protocol, on the examples validation_metrics uses."""
   if source is None:
-    try:
-      source = input_pipeline.load_source(config, split)
-      train_source = input_pipeline.with_binning(
-          input_pipeline.load_source(config, config.train_split), config)
-    except (ValueError, FileNotFoundError) as e:
-      raise UserError(str(e)) from e
+    source, train_source = _load(config, split)
   source = input_pipeline.with_binning(source, config)
   crop = int(config.crop_size)
   scorer = BaselineScorer(config, brightness_map(config, source,
@@ -315,12 +321,7 @@ def evaluate(config, workdir, step=None, split=None, source=None,
                                                          step)
   train_source = None
   if source is None:
-    try:
-      source = input_pipeline.load_source(config, split)
-      train_source = input_pipeline.with_binning(
-          input_pipeline.load_source(config, config.train_split), config)
-    except (ValueError, FileNotFoundError) as e:
-      raise UserError(str(e)) from e
+    source, train_source = _load(config, split)
     if dataset_name is None:
       info = getattr(source, 'dataset_info', None)
       dataset_name = getattr(info, 'full_name', None) or config.dataset
