@@ -63,6 +63,12 @@ def get_paper_config():
   config.aia_floor = 1.0
   config.aia_log_min = 0.0
   config.aia_log_max = 4.0
+  # AIA 304's quiet-Sun level (DN/s, median of the disk at mu > 0.5) in the
+  # training data: predict scales other imagers (EUVI, EIT, FSI) to it
+  # (data_prep.calibrate.load_304). 35.4: the SYNTHETIC Sun over 2012,
+  # measured by `python -m data_prep.calibrate data/raw/aia`; measure
+  # yours the same way when training on real AIA files.
+  config.aia_quiet_sun = 35.4
   config.prefetch = 2  # global batches prepared ahead by a background thread
   # Masked (off-disk / invalid) pixels get these fixed values after scaling.
   config.aia_fill = -1.0

@@ -26,9 +26,28 @@ import numpy as np
 import sunpy.map
 from sunpy.util import MetaDict
 
-from data_prep import fitsio
+from data_prep import fitsio, imagers
 from data_prep.fitsio import DataError
 from magjax_common.errors import one_line
+
+CALIBRATIONS = ('auto', 'quiet-sun', 'none')
+QUIET_SUN_MU = 0.5
+# AIA 304's quiet-Sun level (DN/s, `quiet_sun_level`) in the data a model is
+# trained on: the SYNTHETIC Sun's median over 2012 (31.7-38.8 as AIA
+# degrades), measured by `python -m data_prep.calibrate data/raw/aia`; for
+# real data measure yours the same way (ITI's real AIA 304 quiet-Sun mean
+# is 46.2 DN/s). A model's own value is config.aia_quiet_sun.
+AIA_QUIET_SUN_DN_S = 35.4
+# The FITS keywords of a calibration to the AIA 304 scale.
+CALIBRATION_KEYS = {
+    'CALMODE': 'calibration: auto, quiet-sun or none',
+    'CALEXPT': 'exposure time divided out, s',
+    'CALDFAC': '(DSUN_OBS / 1 AU)^2 applied',
+    'CALQSIN': 'input quiet-Sun median, DN/s at 1 AU',
+    'CALQSREF': 'AIA 304 quiet-Sun reference, DN/s',
+    'CALGAIN': 'quiet-Sun gain applied',
+    'SRC_INST': 'input instrument and wavelength',
+}
 
 
 def _to_map(data, header):
@@ -72,26 +91,178 @@ def load_calibrated(path, *, allow_bad_quality=False, register=False,
   """
   kind, data, header = fitsio.read_sdo(path, wavelength=wavelength,
                                        allow_bad_quality=allow_bad_quality)
-  steps = []
-  try:
-    smap = _to_map(data, header)
-  except Exception as exc:
-    raise DataError(f'{Path(path).name}: sunpy cannot build a map '
-                    f'({one_line(exc)})') from exc
+  smap = _map_of(path, data, header)
   if kind == 'aia':
+    steps = []
     if register:
       smap = _register_aia(smap)
       steps.append('aiapy.calibrate.register (order 3)')
-    exptime = float(header['EXPTIME'])
-    smap = _to_map((smap.data / np.float32(exptime)).astype(np.float32),
-                   smap.meta)
-    smap.meta['bunit'] = 'DN/s'
-    smap.meta['exptime'] = exptime
-    steps.append(f'divided by EXPTIME {exptime:g} s -> DN/s')
+    smap = _per_second(smap, header, 'EXPTIME', steps)
   else:
     smap.meta['bunit'] = 'G'
-    steps.append('HMI LOS field in gauss, float32')
+    steps = ['HMI LOS field in gauss, float32']
+  return _labelled(smap, path, kind, steps)
+
+
+def _map_of(path, data, header):
+  try:
+    return _to_map(data, header)
+  except Exception as exc:
+    raise DataError(f'{Path(path).name}: sunpy cannot build a map '
+                    f'({one_line(exc)})') from exc
+
+
+def _per_second(smap, header, key, steps):
+  """The map divided by its exposure time `header[key]` (BUNIT DN/s)."""
+  seconds = float(header[key])
+  smap = _to_map((smap.data / np.float32(seconds)).astype(np.float32),
+                 smap.meta)
+  smap.meta['bunit'] = 'DN/s'
+  smap.meta['exptime'] = seconds
+  steps.append(f'divided by {key} {seconds:g} s -> DN/s')
+  return smap
+
+
+def _labelled(smap, path, kind, steps, calibration=None):
   smap.meta['magjax_src'] = Path(path).name
   smap.meta['magjax_kind'] = kind
   smap.meta['magjax_steps'] = steps
+  smap.meta['magjax_cal'] = calibration or {}
   return smap
+
+
+# ------------------------------------------------- any 304 A imager -> AIA
+
+def mu_of_pixels(smap, step=1):
+  """mu = cos(angle between the line of sight and the local vertical) of
+  every `step`-th pixel, NaN off the disk.
+
+  Exact for a sphere seen from distance D: a ray at angle theta from disk
+  centre passes the Sun's centre at b = D sin(theta), and hits the surface
+  where sin(incidence) = b / R, so mu = sqrt(1 - (D sin(theta) / R)^2).
+  """
+  ny, nx = smap.data.shape
+  yy, xx = np.mgrid[0:ny:step, 0:nx:step]
+  with warnings.catch_warnings():
+    warnings.simplefilter('ignore')
+    tx, ty = smap.wcs.pixel_to_world_values(xx, yy)  # degrees
+    dsun = smap.dsun.to_value('m')
+    rsun = smap.rsun_meters.to_value('m')
+  cos_theta = np.cos(np.radians(tx)) * np.cos(np.radians(ty))
+  sin_theta = np.sqrt(np.clip(1.0 - cos_theta ** 2, 0.0, 1.0))
+  rho2 = (dsun * sin_theta / rsun) ** 2
+  return np.where(rho2 < 1.0, np.sqrt(np.clip(1.0 - rho2, 0.0, 1.0)), np.nan)
+
+
+def quiet_sun_level(smap):
+  """Median of the inner disk (mu > QUIET_SUN_MU), where the quiet Sun
+  dominates (active regions cover a few % of it and move a median little);
+  about 1e6 pixels are sampled."""
+  step = max(1, int(round(np.sqrt(smap.data.size / 1.0e6))))
+  mu = mu_of_pixels(smap, step)
+  values = smap.data[::step, ::step]
+  inner = (mu > QUIET_SUN_MU) & np.isfinite(values)
+  if inner.sum() < 100:
+    raise DataError(f'{smap.meta.get("magjax_src", "map")}: fewer than 100 '
+                    f'valid pixels on the inner disk (mu > {QUIET_SUN_MU})')
+  return float(np.median(values[inner]))
+
+
+def load_304(path, calibration='auto', reference=AIA_QUIET_SUN_DN_S):
+  """Any 304 A imager's full-disk file on the AIA 304 DN/s scale.
+
+  Args:
+    path: a SDO/AIA, STEREO/EUVI, SOHO/EIT or SolO/EUI/FSI 304 A file
+      (`imagers.validate`).
+    calibration: 'auto' (AIA: counts per second only, as the training data;
+      other imagers: 'quiet-sun'), 'quiet-sun' (for any imager) or 'none'
+      (counts per second only).
+    reference: AIA 304's quiet-Sun level in DN/s (`quiet_sun_level`) on the
+      scale the model was trained on.
+
+  'quiet-sun' = (1) counts per second (divided by the exposure unless
+  BUNIT is already DN/s), (2) x (DSUN_OBS / 1 AU)^2, as ITI does for FSI,
+  (3) x reference / the image's own quiet-Sun level: a gain, no offset.
+  EUV detectors are linear after dark subtraction, so a gain is the
+  physical model of a different instrument's throughput; a mean-and-sigma
+  match (ITI's baseline) also adds an offset and depends on resolution
+  (sigma falls as pixels grow). Step 3 absorbs step 2 exactly (the
+  surface brightness of the resolved disk does not depend on distance);
+  step 2 is kept so that `CALDFAC` documents it. The gain per image also
+  absorbs the instrument's degradation.
+
+  Returns:
+    A sunpy map (its instrument's class) in DN/s with meta 'magjax_steps'
+    and 'magjax_cal' (the FITS keywords of the calibration, see
+    `CALIBRATION_KEYS`).
+
+  Raises:
+    DataError: a one-line message for any bad or unsupported input.
+  """
+  if calibration not in CALIBRATIONS:
+    raise DataError(f'calibration {calibration!r} is not one of '
+                    f'{", ".join(CALIBRATIONS)}')
+  kind, data, header = fitsio.read_image(
+      path, lambda h: imagers.validate(path, h))
+  smap = _map_of(path, data, header)
+  name = imagers.label(header)
+  steps = []
+  key, seconds = imagers.exposure(header, kind)
+  if imagers.is_rate(header):
+    smap.meta['bunit'] = 'DN/s'
+    steps.append(f'{name}: BUNIT {header.get("BUNIT")!r}, already DN/s')
+  else:
+    smap = _per_second(smap, header, key, steps)
+  cal = {'CALMODE': calibration, 'CALEXPT': float(seconds),
+         'SRC_INST': name}
+  if calibration == 'quiet-sun' or (calibration == 'auto' and kind != 'aia'):
+    factor = imagers.distance_factor(header)
+    level = quiet_sun_level(smap) * factor
+    if not level > 0:
+      raise DataError(f'{Path(path).name}: the quiet-Sun disk has no '
+                      f'positive signal (median {level:g} DN/s)')
+    gain = reference / level
+    smap = _to_map((smap.data * np.float32(factor * gain)).astype(
+        np.float32), smap.meta)
+    steps.append(f'x (DSUN_OBS / 1 AU)^2 = {factor:.6g}')
+    steps.append(f'x quiet-Sun gain {gain:.6g} (quiet-Sun median '
+                 f'{level:.6g} -> AIA 304 reference {reference:g} DN/s)')
+    cal.update(CALDFAC=factor, CALQSIN=level, CALQSREF=float(reference),
+               CALGAIN=gain)
+  else:
+    steps.append(f'{name}: no intensity match (calibration {calibration!r})')
+  return _labelled(smap, path, kind, steps, cal)
+
+
+def main(argv=None):
+  """`python -m data_prep.calibrate DIR|FILE...`: the quiet-Sun level of
+  304 A files (median, min, max), for config.aia_quiet_sun."""
+  import argparse  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  parser = argparse.ArgumentParser(
+      prog='python -m data_prep.calibrate',
+      description='Quiet-Sun level (DN/s, mu > 0.5 median) of 304 A files.')
+  parser.add_argument('paths', nargs='+', help='FITS files or directories')
+  args = parser.parse_args(argv)
+  files = []
+  for path in map(Path, args.paths):
+    files += sorted(path.rglob('*.fits')) if path.is_dir() else [path]
+  levels = []
+  for path in files:
+    try:
+      smap = load_304(path, 'none')
+    except DataError as e:
+      print(f'skip: {e}', file=sys.stderr)
+      continue
+    levels.append(quiet_sun_level(smap))
+  if not levels:
+    print('error: no usable 304 A file', file=sys.stderr)
+    return 2
+  print(f'{len(levels)} files: quiet-Sun level median '
+        f'{np.median(levels):.4g} DN/s (min {min(levels):.4g}, max '
+        f'{max(levels):.4g})')
+  return 0
+
+
+if __name__ == '__main__':
+  raise SystemExit(main())

@@ -33,7 +33,7 @@ AIA_WAVELENGTH = 304
 MAX_EXPTIME_S = 60.0
 # Projection codes that mark a map-projected patch, not a full-disk image.
 _PATCH_CTYPES = ('CRLN', 'CRLT', 'HGLN', 'HGLT', 'SOLX', 'SOLY')
-_WCS_KEYS = ('CDELT1', 'CDELT2', 'CRPIX1', 'CRPIX2', 'CRVAL1', 'CRVAL2')
+WCS_KEYS = ('CDELT1', 'CDELT2', 'CRPIX1', 'CRPIX2', 'CRVAL1', 'CRVAL2')
 # Keywords that sunpy reads as numbers when present.
 _NUMERIC_KEYS = ('CROTA2', 'PC1_1', 'PC1_2', 'PC2_1', 'PC2_2', 'RSUN_REF',
                  'RSUN_OBS', 'HGLN_OBS', 'HGLT_OBS', 'CRLN_OBS', 'CRLT_OBS',
@@ -44,7 +44,8 @@ _OBSERVER_KEYSETS = (('HGLN_OBS', 'HGLT_OBS'), ('CRLN_OBS', 'CRLT_OBS'),
                      ('HEQX_OBS', 'HEQY_OBS', 'HEQZ_OBS'))
 
 
-def _fail(path, message):
+def fail(path, message):
+  """Raises DataError('<file name>: message')."""
   raise DataError(f'{Path(path).name}: {message}')
 
 
@@ -57,25 +58,25 @@ def _open(path):
   """Opens a FITS file lazily; DataError if it is missing or not FITS."""
   path = Path(path)
   if path.is_dir():
-    _fail(path, 'is a directory, expected a FITS file')
+    fail(path, 'is a directory, expected a FITS file')
   if not path.is_file():
-    _fail(path, 'no such file')
+    fail(path, 'no such file')
   if path.stat().st_size == 0:
-    _fail(path, 'empty file, not a FITS file')
+    fail(path, 'empty file, not a FITS file')
   try:
     opener = gzip.open if _is_gzip(path) else open
     with opener(path, 'rb') as f:
       start = f.read(9)
   except (OSError, EOFError) as exc:
-    _fail(path, f'corrupt gzip file ({one_line(exc)})')
+    fail(path, f'corrupt gzip file ({one_line(exc)})')
   if start != b'SIMPLE  =':
-    _fail(path, 'not a FITS file (no SIMPLE card at the start)')
+    fail(path, 'not a FITS file (no SIMPLE card at the start)')
   try:
     with warnings.catch_warnings():
       warnings.simplefilter('ignore')
       hdul = fits.open(path, memmap=False, lazy_load_hdus=False)
   except Exception as exc:  # astropy raises OSError, ValueError, TypeError...
-    _fail(path, f'corrupt FITS file ({one_line(exc)})')
+    fail(path, f'corrupt FITS file ({one_line(exc)})')
   return hdul
 
 
@@ -92,9 +93,9 @@ def _image_hdu(path, hdul):
     return hdul[1]
   for index, hdu in enumerate(hdul[2:], start=2):
     if is_image(hdu):
-      _fail(path, f'image data in HDU {index}; SDO files hold it in HDU 0 '
+      fail(path, f'image data in HDU {index}; SDO files hold it in HDU 0 '
             'or in HDU 1 after an empty primary HDU')
-  _fail(path, 'no 2-D image data in HDU 0 or 1')
+  fail(path, 'no 2-D image data in HDU 0 or 1')
 
 
 def check_cards(path, header):
@@ -107,7 +108,7 @@ def check_cards(path, header):
         warnings.simplefilter('ignore')
         card.value  # pylint: disable=pointless-statement
     except Exception as exc:  # astropy: VerifyError, ValueError
-      _fail(path, f'unparsable header card {card.keyword!r} '
+      fail(path, f'unparsable header card {card.keyword!r} '
             f'({one_line(exc)})')
 
 
@@ -131,7 +132,7 @@ def _check_complete(path, hdu):
     return
   size = Path(path).stat().st_size
   if info['datLoc'] + info['datSpan'] > size:
-    _fail(path, f'truncated FITS file ({size} bytes, data needs '
+    fail(path, f'truncated FITS file ({size} bytes, data needs '
           f'{info["datLoc"] + info["datSpan"]})')
 
 
@@ -146,19 +147,19 @@ def detect_kind(header):
   return None
 
 
-def _number(path, header, key):
+def number(path, header, key):
   value = header.get(key)
   if isinstance(value, bool) or not isinstance(value, (int, float)):
-    _fail(path, f'keyword {key} is not a number ({value!r})')
+    fail(path, f'keyword {key} is not a number ({value!r})')
   if not math.isfinite(value):
-    _fail(path, f'keyword {key} is not finite ({value!r})')
+    fail(path, f'keyword {key} is not finite ({value!r})')
   return float(value)
 
 
-def _require(path, header, keys, kind):
+def require(path, header, keys, kind):
   missing = [k for k in keys if k not in header]
   if missing:
-    _fail(path, f'{kind.upper()} header lacks required keyword(s) '
+    fail(path, f'{kind.upper()} header lacks required keyword(s) '
           f'{", ".join(missing)}')
 
 
@@ -177,56 +178,79 @@ def observation_time(kind, header, path='<header>'):
     try:
       t = parse_time(str(value).strip())
     except Exception as exc:
-      _fail(path, f'unreadable {key} {value!r} ({one_line(exc)})')
+      fail(path, f'unreadable {key} {value!r} ({one_line(exc)})')
     if not isinstance(t, Time) or not t.isscalar:
-      _fail(path, f'unreadable {key} {value!r}')
+      fail(path, f'unreadable {key} {value!r}')
     return t
-  _fail(path, f'{kind.upper()} header lacks {" or ".join(keys)}')
+  fail(path, f'{kind.upper()} header lacks {" or ".join(keys)}')
 
 
-def _check_projection(path, header):
+def check_projection(path, header):
   """DataError for a map-projected patch or non-helioprojective axes."""
   ctype1 = str(header.get('CTYPE1', 'HPLN-TAN')).upper()
   ctype2 = str(header.get('CTYPE2', 'HPLT-TAN')).upper()
   if ctype1.startswith(_PATCH_CTYPES) or ctype2.startswith(_PATCH_CTYPES):
-    _fail(path, f'is a heliographic patch (CTYPE1={ctype1!r}), expected a '
+    fail(path, f'is a heliographic patch (CTYPE1={ctype1!r}), expected a '
           'full-disk image')
   if not (ctype1.startswith('HPLN') and ctype2.startswith('HPLT')):
-    _fail(path, f'unsupported coordinates CTYPE1={ctype1!r} CTYPE2='
+    fail(path, f'unsupported coordinates CTYPE1={ctype1!r} CTYPE2='
           f'{ctype2!r}, expected helioprojective HPLN-TAN/HPLT-TAN')
 
 
-def _check_full_disk(path, header):
+def check_full_disk(path, header):
   """DataError for a cut-out of the disk (the disk must fit the image)."""
   cunit = str(header.get('CUNIT1', 'arcsec')).strip().lower()
   if cunit not in ('arcsec', 'arcsecs'):
-    _fail(path, f'CUNIT1={cunit!r}, expected arcsec for a full-disk image')
-  cdelt = abs(_number(path, header, 'CDELT1'))
-  if cdelt == 0 or abs(_number(path, header, 'CDELT2')) == 0:
-    _fail(path, 'CDELT1/CDELT2 is zero')
+    fail(path, f'CUNIT1={cunit!r}, expected arcsec for a full-disk image')
+  cdelt = abs(number(path, header, 'CDELT1'))
+  if cdelt == 0 or abs(number(path, header, 'CDELT2')) == 0:
+    fail(path, 'CDELT1/CDELT2 is zero')
   if 'RSUN_OBS' in header:
-    rsun_arcsec = _number(path, header, 'RSUN_OBS')
+    rsun_arcsec = number(path, header, 'RSUN_OBS')
   else:
-    ratio = _number(path, header, 'RSUN_REF') / _number(path, header,
+    ratio = number(path, header, 'RSUN_REF') / number(path, header,
                                                           'DSUN_OBS')
     if not 0 < ratio < 1:
-      _fail(path, 'RSUN_REF/DSUN_OBS is not a valid angular radius')
+      fail(path, 'RSUN_REF/DSUN_OBS is not a valid angular radius')
     rsun_arcsec = math.degrees(math.asin(ratio)) * 3600
   if rsun_arcsec <= 0:
-    _fail(path, f'solar radius {rsun_arcsec} arcsec is not positive')
+    fail(path, f'solar radius {rsun_arcsec} arcsec is not positive')
   r_pix = rsun_arcsec / cdelt
   # Distance of disk centre (0, 0) from the reference pixel, in pixels.
-  off = math.hypot(_number(path, header, 'CRVAL1'),
-                   _number(path, header, 'CRVAL2')) / cdelt
+  off = math.hypot(number(path, header, 'CRVAL1'),
+                   number(path, header, 'CRVAL2')) / cdelt
   tolerance = 0.03 * r_pix
   for axis in (1, 2):
-    crpix = _number(path, header, f'CRPIX{axis}')
-    n = _number(path, header, f'NAXIS{axis}')
+    crpix = number(path, header, f'CRPIX{axis}')
+    n = number(path, header, f'NAXIS{axis}')
     if (crpix - off - r_pix < 0.5 - tolerance
         or crpix + off + r_pix > n + 0.5 + tolerance):
-      _fail(path, f'the solar disk (radius {r_pix:.0f} px) does not fit in '
+      fail(path, f'the solar disk (radius {r_pix:.0f} px) does not fit in '
             f'the {header.get("NAXIS1")}x{header.get("NAXIS2")} image: a '
             'cut-out, expected a full-disk image')
+
+
+def check_observer(path, header, label, dsun_range=(1.0e11, 2.0e11)):
+  """DataError unless the header places its observer and the Sun: solar
+  radius, observer position, a plausible distance (m, `dsun_range`; the
+  default is the Earth's orbit) and numeric geometry keywords."""
+  if 'RSUN_REF' not in header and 'RSUN_OBS' not in header:
+    fail(path, f'{label} header lacks RSUN_REF and RSUN_OBS')
+  if not any(all(k in header for k in keys) for keys in _OBSERVER_KEYSETS):
+    fail(path, f'{label} header lacks the observer position '
+         '(HGLN_OBS/HGLT_OBS, CRLN_OBS/CRLT_OBS or HAE*_OBS)')
+  for key in _NUMERIC_KEYS:
+    if key in header:
+      number(path, header, key)
+  if 'RSUN_REF' in header and not 6.0e8 < header['RSUN_REF'] < 8.0e8:
+    fail(path, f'RSUN_REF {header["RSUN_REF"]:g} m is not a solar radius')
+  if 'DSUN_OBS' not in header:
+    fail(path, f'{label} header lacks DSUN_OBS (the observer distance)')
+  dsun = number(path, header, 'DSUN_OBS')
+  low, high = dsun_range
+  if not low < dsun < high:
+    fail(path, f'DSUN_OBS {dsun:g} m is not in ({low:g}, {high:g}) m, the '
+         f'possible distances of {label}')
 
 
 def validate_header(path, header, *, wavelength=AIA_WAVELENGTH,
@@ -238,52 +262,40 @@ def validate_header(path, header, *, wavelength=AIA_WAVELENGTH,
   """
   kind = detect_kind(header)
   if kind is None:
-    _fail(path, 'not an SDO AIA or HMI file (TELESCOP='
+    fail(path, 'not an SDO AIA or HMI file (TELESCOP='
           f'{header.get("TELESCOP")!r}, INSTRUME={header.get("INSTRUME")!r})')
-  _check_projection(path, header)
+  check_projection(path, header)
   # SDO level-1 headers always carry both times (T_OBS: mid exposure, the
   # pairing time; DATE-OBS: exposure start); one missing means a damaged file.
-  common = ('T_OBS', 'DATE-OBS') + _WCS_KEYS + ('DSUN_OBS',)
+  common = ('T_OBS', 'DATE-OBS') + WCS_KEYS + ('DSUN_OBS',)
   if kind == 'aia':
-    _require(path, header, ('EXPTIME', 'WAVELNTH') + common, kind)
-    wav = _number(path, header, 'WAVELNTH')
+    require(path, header, ('EXPTIME', 'WAVELNTH') + common, kind)
+    wav = number(path, header, 'WAVELNTH')
     if wavelength is not None and wav != wavelength:
-      _fail(path, f'AIA WAVELNTH is {wav:g}, expected {wavelength}')
-    exptime = _number(path, header, 'EXPTIME')
+      fail(path, f'AIA WAVELNTH is {wav:g}, expected {wavelength}')
+    exptime = number(path, header, 'EXPTIME')
     if not 0 < exptime <= MAX_EXPTIME_S:
-      _fail(path, f'AIA EXPTIME {exptime:g} s is not in (0, '
+      fail(path, f'AIA EXPTIME {exptime:g} s is not in (0, '
             f'{MAX_EXPTIME_S:g}] s')
   else:
-    _require(path, header, common, kind)
+    require(path, header, common, kind)
     content = str(header.get('CONTENT', '')).strip().upper()
     if content != 'MAGNETOGRAM':
-      _fail(path, f'HMI CONTENT is {header.get("CONTENT")!r}, expected a '
+      fail(path, f'HMI CONTENT is {header.get("CONTENT")!r}, expected a '
             "line-of-sight 'MAGNETOGRAM' (hmi.M_* series)")
     if 'CROTA2' not in header and 'PC1_1' not in header:
-      _fail(path, 'HMI header lacks CROTA2 (HMI is mounted rotated by ~180 '
+      fail(path, 'HMI header lacks CROTA2 (HMI is mounted rotated by ~180 '
             'deg; without it the image would be upside down)')
-  if 'RSUN_REF' not in header and 'RSUN_OBS' not in header:
-    _fail(path, f'{kind.upper()} header lacks RSUN_REF and RSUN_OBS')
-  if not any(all(k in header for k in keys) for keys in _OBSERVER_KEYSETS):
-    _fail(path, f'{kind.upper()} header lacks the observer position '
-          '(HGLN_OBS/HGLT_OBS, CRLN_OBS/CRLT_OBS or HAE*_OBS)')
-  for key in _NUMERIC_KEYS:
-    if key in header:
-      _number(path, header, key)
-  if 'RSUN_REF' in header and not 6.0e8 < header['RSUN_REF'] < 8.0e8:
-    _fail(path, f'RSUN_REF {header["RSUN_REF"]:g} m is not a solar radius')
-  dsun = _number(path, header, 'DSUN_OBS')
-  if not 1.0e11 < dsun < 2.0e11:
-    _fail(path, f'DSUN_OBS {dsun:g} m is not an Earth-orbit distance')
+  check_observer(path, header, kind.upper())
   observation_time(kind, header, path)
   if 'QUALITY' in header:
     quality = header['QUALITY']
     if not isinstance(quality, int) or isinstance(quality, bool):
-      _fail(path, f'QUALITY is not an integer ({quality!r})')
+      fail(path, f'QUALITY is not an integer ({quality!r})')
     if quality != 0 and not allow_bad_quality:
-      _fail(path, f'QUALITY is {quality} (0x{quality:08X}), a flagged '
+      fail(path, f'QUALITY is {quality} (0x{quality:08X}), a flagged '
             'frame')
-  _check_full_disk(path, header)
+  check_full_disk(path, header)
   return kind
 
 
@@ -294,13 +306,9 @@ def read_sdo_header(path, *, wavelength=AIA_WAVELENGTH,
   Raises DataError for anything ``validate_header`` rejects, and for
   non-FITS, corrupt and truncated files.
   """
-  with _open(path) as hdul:
-    hdu = _image_hdu(path, hdul)
-    _check_complete(path, hdu)
-    header = _image_header(path, hdul, hdu)
-  kind = validate_header(path, header, wavelength=wavelength,
-                         allow_bad_quality=allow_bad_quality)
-  return kind, header
+  return read_header(path, lambda header: validate_header(
+      path, header, wavelength=wavelength,
+      allow_bad_quality=allow_bad_quality))
 
 
 def check_complete_fits(path):
@@ -318,30 +326,49 @@ def read_sdo(path, *, wavelength=AIA_WAVELENGTH, allow_bad_quality=False):
   Off-disk or missing pixels (BLANK) are NaN. DataError also for data that
   cannot be decoded, has the wrong shape or is entirely NaN.
   """
+  return read_image(path, lambda header: validate_header(
+      path, header, wavelength=wavelength,
+      allow_bad_quality=allow_bad_quality))
+
+
+def read_image(path, validate):
+  """(validate(header), float32 data, header) of a full-disk image file.
+
+  validate(header) raises DataError or returns the file's kind; it runs on
+  the header before any pixel is read. NaN where the data are missing.
+  """
   with _open(path) as hdul:
     hdu = _image_hdu(path, hdul)
     _check_complete(path, hdu)
     header = _image_header(path, hdul, hdu)
-    kind = validate_header(path, header, wavelength=wavelength,
-                           allow_bad_quality=allow_bad_quality)
+    kind = validate(header)
     try:
       with warnings.catch_warnings():
         warnings.simplefilter('ignore')
         data = hdu.data
         if data is None:
-          _fail(path, 'image HDU holds no data')
+          fail(path, 'image HDU holds no data')
         data = np.asarray(data, dtype=np.float32)
     except DataError:
       raise
     except Exception as exc:
-      _fail(path, f'corrupt image data ({one_line(exc)})')
+      fail(path, f'corrupt image data ({one_line(exc)})')
   expected = (header.get('NAXIS2'), header.get('NAXIS1'))
   if data.ndim != 2 or data.shape != expected:
-    _fail(path, f'image shape {data.shape} does not match NAXIS {expected}')
+    fail(path, f'image shape {data.shape} does not match NAXIS {expected}')
   if not np.isfinite(data).any():
-    _fail(path, 'image data are all NaN or infinite')
+    fail(path, 'image data are all NaN or infinite')
   data[~np.isfinite(data)] = np.nan
   return kind, data, header
+
+
+def read_header(path, validate):
+  """(validate(header), header) of an image file without reading data."""
+  with _open(path) as hdul:
+    hdu = _image_hdu(path, hdul)
+    _check_complete(path, hdu)
+    header = _image_header(path, hdul, hdu)
+  return validate(header), header
 
 
 def write_fits_atomic(path, data, header):

@@ -1,11 +1,12 @@
 """Full-disk map -> the paper's heliographic active-region-belt patch.
 
 The patch is 90 deg (E-W) x 80 deg (N-S) of Stonyhurst heliographic (HGS)
-longitude/latitude, lon 0 = the observer's (SDO's, i.e. Earth's) central
-meridian, sampled at 0.1 deg/px on a plate carree (CAR) grid of shape
-(800, 900) (lat x lon): the centre crop of the paper's 180 x 160 deg map.
-Pixel centres are symmetric about 0 (lon -44.95 ... +44.95, lat -39.95 ...
-+39.95).
+longitude/latitude centred on the observer's own central meridian
+(`centre_longitude`: 0 for SDO and SOHO, as in the paper; the far side for
+STEREO-A near +120 deg), sampled at 0.1 deg/px on a plate carree (CAR) grid
+of shape (800, 900) (lat x lon): the centre crop of the paper's 180 x 160
+deg map. Pixel centres are symmetric about the centre (lon0 -44.95 ...
+lon0 +44.95, lat -39.95 ... +39.95).
 
 Conventions (the same for AIA and HMI):
 - obstime = the map's reference date (T_OBS for SDO maps, UTC), written as
@@ -67,12 +68,26 @@ def _rsun_ref(smap):
   return float(rsun) * u.m
 
 
+def centre_longitude(observer_lon, scale_deg=PATCH_SCALE_DEG):
+  """The patch's central longitude: the observer's own central meridian,
+  rounded to the patch grid (SDO's and SOHO's |HGLN_OBS| < 0.02 deg give
+  0, the Earth's meridian, as in the training data; STEREO-A at +120.37
+  gives +120.4)."""
+  lon = round(float(observer_lon) / scale_deg) * scale_deg
+  return float(np.round(((lon + 180.0) % 360.0) - 180.0, 6))
+
+
 def target_header(smap, shape=PATCH_SHAPE, scale_deg=PATCH_SCALE_DEG):
-  """The CAR patch header of a map (HGS, lon/lat 0 at the array centre, the
-  map's time, solar radius and observer)."""
+  """The CAR patch header of a map (HGS, centred at latitude 0 on the
+  observer's central meridian, `centre_longitude`; the map's time, solar
+  radius and observer)."""
   obstime = smap.reference_date
-  centre = SkyCoord(0 * u.deg, 0 * u.deg, frame=frames.HeliographicStonyhurst(
-      obstime=obstime, rsun=_rsun_ref(smap)))
+  observer = smap.observer_coordinate.transform_to(
+      frames.HeliographicStonyhurst(obstime=obstime))
+  lon0 = centre_longitude(observer.lon.to_value(u.deg), scale_deg)
+  centre = SkyCoord(lon0 * u.deg, 0 * u.deg,
+                    frame=frames.HeliographicStonyhurst(
+                        obstime=obstime, rsun=_rsun_ref(smap)))
   ny, nx = shape
   header = make_fitswcs_header(
       shape, centre,
@@ -80,8 +95,6 @@ def target_header(smap, shape=PATCH_SHAPE, scale_deg=PATCH_SCALE_DEG):
       scale=[scale_deg, scale_deg] * u.deg / u.pix,
       projection_code='CAR')
   header['date-avg'] = obstime.utc.isot
-  observer = smap.observer_coordinate.transform_to(
-      frames.HeliographicStonyhurst(obstime=obstime))
   header['hgln_obs'] = observer.lon.to_value(u.deg)
   header['hglt_obs'] = observer.lat.to_value(u.deg)
   header['dsun_obs'] = observer.radius.to_value(u.m)
@@ -175,6 +188,8 @@ def _patch_map(values, header, smap, kind):
   if 'date-obs' in src:
     meta['date-obs'] = src['date-obs']
   meta['src_file'] = src.get('magjax_src', '')
+  for key, value in src.get('magjax_cal', {}).items():
+    meta[key.lower()] = value
   meta['bunit'] = src.get('bunit', 'G' if kind == 'hmi' else 'DN/s')
   meta['patchver'] = 1
   meta['btype'] = 'LOS magnetic field' if kind == 'hmi' else 'intensity'
@@ -224,3 +239,52 @@ def patch_file(in_path, out_path, *, allow_bad_quality=False, register=False,
   fitsio.write_fits_atomic(out_path, pmap.data.astype(np.float32),
                            patch_header(pmap))
   return pmap
+
+
+# ------------------------------------------------- patch -> full-disk frame
+
+def disk_header(smap):
+  """The FITS WCS of a full-disk map's own helioprojective frame (its
+  reference coordinate, pixel, scale and rotation), with its observer
+  (HGLN_OBS, HGLT_OBS, DSUN_OBS), RSUN_REF and times, as ITI rebuilds
+  headers with sunpy's `make_fitswcs_header`."""
+  with warnings.catch_warnings():
+    warnings.simplefilter('ignore')
+    meta = make_fitswcs_header(
+        smap.data.shape, smap.reference_coordinate,
+        reference_pixel=u.Quantity(smap.reference_pixel),
+        scale=u.Quantity(smap.scale),
+        rotation_matrix=smap.rotation_matrix)
+  header = fits.Header()
+  for key, value in meta.items():
+    if key not in ('keycomments', 'comment', 'history'):
+      header[key.upper()] = value
+  header['DATE-AVG'] = smap.reference_date.utc.isot
+  header['RSUN_REF'] = smap.rsun_meters.to_value(u.m)
+  return header
+
+
+def to_disk(values, header, smap, rows=256):
+  """A patch (`values` on the CAR grid of `header`) resampled onto the
+  pixels of the full-disk map `smap`: each disk pixel -> its point on the
+  sphere of radius RSUN_REF (sunpy; NaN off the disk) -> patch pixel ->
+  the same interpolation as `extract_patch` (cubic, bilinear validity).
+  NaN off the disk, outside the patch, on its far side and where the patch
+  is NaN. Done `rows` image rows at a time to bound memory."""
+  patch_wcs = WCS(fits.Header(header))
+  ny, nx = smap.data.shape
+  out = np.full((ny, nx), np.nan, dtype=np.float32)
+  hgs = frames.HeliographicStonyhurst(obstime=smap.reference_date,
+                                      rsun=_rsun_ref(smap))
+  values = np.asarray(values, dtype=np.float32)
+  for y0 in range(0, ny, rows):
+    yy, xx = np.mgrid[y0:min(ny, y0 + rows), 0:nx]
+    with warnings.catch_warnings():
+      warnings.simplefilter('ignore')
+      world = smap.wcs.pixel_to_world(xx, yy).transform_to(hgs)
+      px, py = patch_wcs.world_to_pixel_values(world.lon.to_value(u.deg),
+                                               world.lat.to_value(u.deg))
+    px, py = np.asarray(px, float), np.asarray(py, float)
+    band, ok = _interpolate(values, px, py)
+    out[y0:y0 + rows] = np.where(ok, band, np.nan)
+  return out

@@ -42,6 +42,14 @@ def _sunpy(name):
   return sunpy.data.test.get_test_filepath(name)
 
 
+def _sunpy_header(name):
+  """A real header-only file of sunpy's test data, ready for float data."""
+  header = fits.Header.fromtextfile(str(_sunpy(name)))
+  for key in ('BLANK', 'BSCALE', 'BZERO', 'BITPIX'):
+    header.remove(key, ignore_missing=True)
+  return header
+
+
 def _plain(src):
   """(float32 data, image header) of a synthetic (compressed) SDO file."""
   with warnings.catch_warnings():
@@ -86,7 +94,23 @@ def make_corpus(out):
     pass
   shutil.copy(_sunpy('EIT/efz20040301.000010_s.fits'),
               add('eit.fits', 'aia', 'not an SDO AIA or HMI file',
-                  'not an SDO/AIA file'))
+                  'SOHO/EIT WAVELNTH is 195 A, expected 304'))
+  # Real EUI/FSI 304 and EIT 304 headers (sunpy's test data) made bad:
+  # without the observer, and too small to hold a patch.
+  fsi = _sunpy_header('solo_L1_eui-fsi304-image_20201021T145510206_V03'
+                      '.header')
+  for key in [k for k in fsi if k.endswith('_OBS') and k != 'DSUN_OBS']:
+    del fsi[key]
+  _write(add('fsi_no_observer.fits', 'aia', 'not an SDO AIA or HMI file',
+             'lacks the observer position'),
+         np.full((fsi['NAXIS2'], fsi['NAXIS1']), 100.0, np.float32), fsi)
+  eit = _sunpy_header('EIT_header/SOHO_EIT_304_20070601T121937_L1.header')
+  eit['NAXIS1'] = eit['NAXIS2'] = 32
+  eit['CRPIX1'] = eit['CRPIX2'] = 16.5
+  eit['CDELT1'] = eit['CDELT2'] = 2.627 * 32
+  _write(add('eit_too_small.fits', 'aia', 'not an SDO AIA or HMI file',
+             'too small to hold a patch'),
+         np.full((32, 32), 100.0, np.float32), eit)
   shutil.copy(_sunpy('resampled_hmi.fits'),
               add('hmi_other.fits', 'hmi', 'HMI', ''))
   shutil.copy(_sunpy('aia_171_level1.fits'),
@@ -126,7 +150,7 @@ def make_corpus(out):
     patches.patch_file(aia, add('aia_patch.fits', 'aia',
                                 'heliographic patch', predict_ok=True))
     patches.patch_file(hmi, add('hmi_patch.fits', 'hmi',
-                                'heliographic patch', 'SDO/HMI file'))
+                                'heliographic patch', 'patch of SDO/HMI'))
     pdata, pheader = _plain(cases['aia_patch.fits'].path)
     pheader['BUNIT'] = 'G'
     _write(add('aia_patch_gauss.fits', 'aia', 'heliographic patch',

@@ -138,6 +138,17 @@ def _wcs_cards(header, cdelt, crpix, rotation, rotation_key='CROTA2'):
   header[rotation_key] = rotation
 
 
+def _pc_cards(header, rotation_deg):
+  """The PC matrix of a roll (square pixels), which EUVI, EIT and FSI
+  level-1 headers carry beside CROTA (sunpy 7.0's EUIMap fails on CROTA
+  alone)."""
+  c, s = np.cos(np.radians(rotation_deg)), np.sin(np.radians(rotation_deg))
+  header['PC1_1'] = float(c)
+  header['PC1_2'] = float(-s)
+  header['PC2_1'] = float(s)
+  header['PC2_2'] = float(c)
+
+
 def _pointing(rng, size):
   """Reference pixel with a small pointing offset, as in level-1 data."""
   off = rng.uniform(-4.0, 4.0, 2) * size / 4096
@@ -241,8 +252,9 @@ def imager_header(imager, t, observer, size, seed):
   h['WAVEUNIT'] = 'Angstrom'
   h[time_key] = (_isot(start, 3), 'UTC, exposure start')
   h['DATE-AVG'] = (_isot(mid, 3), 'UTC, mid exposure')
-  _wcs_cards(h, cdelt, _pointing(rng, size),
-             round(float(rng.uniform(-1.0, 1.0)), 5), rotation_key)
+  rotation = round(float(rng.uniform(-1.0, 1.0)), 5)
+  _wcs_cards(h, cdelt, _pointing(rng, size), rotation, rotation_key)
+  _pc_cards(h, rotation)
   observer_cards(h, observer, stonyhurst=True)
   h['CNTFACT'] = (imager.counts_factor, 'DN/s per AIA 304 DN/s (assumed)')
   _synthetic_cards(h, seed, f'{imager.key.upper()} 304', observer)
