@@ -1,13 +1,23 @@
-"""Generates an HMI-like LOS magnetogram (FITS, gauss) from an AIA 304 image.
+"""Generates an HMI-like LOS magnetogram (FITS, gauss) from a 304 A image.
 
-  python -m magjax.predict --workdir runs/rhp --input aia304.fits \
-      --output magnetogram.fits [--step N] [--samples N] [--config PATH]
+  python -m magjax.predict --workdir runs/rhp --input img304.fits \
+      --output magnetogram.fits [--step N] [--samples N] [--config PATH] \
+      [--frame patch|disk] [--calibration auto|quiet-sun|none]
 
-Input: either a full-disk SDO/AIA 304 A FITS file (level 1; it goes through
-the data preparation's calibration, `data_prep.calibrate.load_calibrated`,
-and patch extraction, `data_prep.patches.extract_patch`), or an AIA patch
-already prepared by `python -m data_prep.prepare patch` (recognised by its
-heliographic CAR WCS: CTYPE1 'HGLN-CAR').
+Input: a full-disk 304 A FITS file of SDO/AIA, STEREO-A/B SECCHI/EUVI,
+SOHO/EIT or Solar Orbiter EUI/FSI (levels 1 and 2; `data_prep.imagers`),
+or an AIA patch already prepared by `python -m data_prep.prepare patch`
+(recognised by its heliographic CAR WCS: CTYPE1 'HGLN-CAR'). A full-disk
+image is brought to the AIA 304 DN/s scale the model was trained on
+(`data_prep.calibrate.load_304`: AIA per second only, exactly as data
+preparation; the others also x (DSUN_OBS / 1 AU)^2 and a quiet-Sun gain
+to config.aia_quiet_sun; `--calibration quiet-sun` applies the gain to AIA
+too, `none` to nobody) and mapped to the (800, 900) heliographic patch
+centred on the observer's own central meridian (`data_prep.patches`): a
+STEREO-A image at Stonyhurst longitude +120 gives a far-side patch centred
+there. `--frame disk` also writes OUTPUT_disk.fits: the result resampled
+onto the input's own helioprojective pixels (a full-disk magnetogram like
+HMI's, NaN where nothing was generated), all outputs or none.
 
 Model: the checkpoint (latest, or --step) of --workdir, restored read-only.
 The config is the one saved with the checkpoint (its orbax `meta`), unless
@@ -32,14 +42,18 @@ against HMI.
 
 Output: float32 FITS in gauss (BUNIT 'G'), NaN where the input patch is NaN
 (off the visible disk or missing data), the patch's WCS (Stonyhurst CAR,
-0.1 deg/px) and observation time, and provenance keywords: MODEL, CKPTSTEP,
-CFGHASH, TRAINSYN (trained on SYNTHETIC data), SRC_FILE, DATE-OBS / T_OBS
-of the input, MJXVER, NSAMPLES, TILE, TILEOVLP, SYNTHETIC (the input is
-synthetic), HISTORY lines. Written atomically (tmp file + os.replace).
+0.1 deg/px x config.patch_binning), the observer (HGLN_OBS, HGLT_OBS,
+DSUN_OBS, RSUN_REF) and observation time (DATE-OBS, DATE-AVG), so that
+sunpy places it on the Sun, and provenance keywords: MODEL, CKPTSTEP,
+CFGHASH, TRAINSYN (trained on SYNTHETIC data), SRC_FILE, SRC_INST, the
+calibration (CALMODE, CALEXPT, CALDFAC, CALQSIN, CALQSREF, CALGAIN), MJXVER,
+NSAMPLES, TILE, TILEOVLP, SYNTHETIC (the input is synthetic), HISTORY
+lines. Written atomically (tmp file + os.replace).
 
-Errors (a wrong wavelength, an HMI or other non-AIA file, a corrupt file, a
-missing workdir / checkpoint, a bad config): one line `error: ...` on
-stderr, exit code 2, no output file.
+Errors (another instrument or wavelength, an HMI file, a header without
+the observer's position, an image too small to hold a patch, a corrupt
+file, a missing workdir / checkpoint, a bad config): one line `error: ...`
+on stderr, exit code 2, no output file.
 """
 
 import argparse
@@ -109,20 +123,20 @@ def _is_patch(header):
   return ctype1.startswith('HGLN') and ctype2.startswith('HGLT')
 
 
-def check_aia_304(path, header):
-  """UserError unless `header` is an SDO/AIA 304 A image (or its patch)."""
-  from data_prep import fitsio  # pylint: disable=g-import-not-at-top
+def check_input(path, header):
+  """UserError unless `header` is a full-disk 304 A image of a supported
+  imager (`data_prep.imagers`) or an AIA 304 patch of data_prep."""
+  from data_prep import fitsio, imagers  # pylint: disable=g-import-not-at-top
   name = os.path.basename(path)
+  if not _is_patch(header):
+    imagers.validate(path, header)
+    return
   kind = fitsio.detect_kind(header)
-  if kind == 'hmi':
-    raise UserError(
-        f'{name}: an SDO/HMI file (CONTENT={header.get("CONTENT")!r}), '
-        f'expected an SDO/AIA {AIA_WAVELENGTH} A image')
   if kind != 'aia':
     raise UserError(
-        f'{name}: not an SDO/AIA file (TELESCOP={header.get("TELESCOP")!r}, '
-        f'INSTRUME={header.get("INSTRUME")!r}), expected AIA '
-        f'{AIA_WAVELENGTH} A')
+        f'{name}: a patch of {imagers.label(header)} data, expected a '
+        f'full-disk image or an SDO/AIA {AIA_WAVELENGTH} A patch of '
+        'data_prep')
   wavelength = header.get('WAVELNTH')
   try:
     wavelength = float(wavelength)
@@ -131,22 +145,28 @@ def check_aia_304(path, header):
                     f'({wavelength!r})') from None
   if wavelength != AIA_WAVELENGTH:
     raise UserError(f'{name}: AIA WAVELNTH is {wavelength:g} A, expected '
-                    f'{AIA_WAVELENGTH} A (the model translates AIA 304 A '
+                    f'{AIA_WAVELENGTH} A (the model translates 304 A '
                     'images)')
 
 
-def load_input_patch(path):
-  """(data float32 (H, W), header) of the AIA patch to translate.
+def load_input_patch(path, calibration='auto', reference=None):
+  """(data float32 (H, W), header, route, full-disk map or None) of the
+  304 A patch to translate.
 
-  A prepared patch is read as is; a full-disk image is calibrated (DN/s)
-  and mapped to the (800, 900) heliographic patch by data_prep.
+  A prepared AIA patch is read as is; a full-disk image of any supported
+  imager is calibrated to the AIA 304 DN/s scale
+  (`data_prep.calibrate.load_304`) and mapped to the (800, 900)
+  heliographic patch on its observer's central meridian.
   """
   from astropy.io import fits  # pylint: disable=g-import-not-at-top
   from data_prep import calibrate, patches  # pylint: disable=g-import-not-at-top
   name = os.path.basename(path)
   header = _raw_header(path)
-  check_aia_304(path, header)
+  check_input(path, header)
   if _is_patch(header):
+    if calibration == 'quiet-sun':
+      raise UserError(f'{name}: --calibration quiet-sun needs a full-disk '
+                      'image (a patch holds no whole disk to measure)')
     if not str(header.get('CTYPE1', '')).upper().endswith('CAR'):
       raise UserError(f'{name}: patch projection {header["CTYPE1"]!r} '
                       'is not the CAR grid of data_prep.patches')
@@ -166,13 +186,15 @@ def load_input_patch(path):
     if data.ndim != 2 or not np.isfinite(data).any():
       raise UserError(f'{name}: the patch holds no valid pixel')
     header['SRC_FILE'] = header.get('SRC_FILE', '') or name
-    return data, header, 'patch'
+    header['SRC_INST'] = 'SDO/AIA 304'
+    return data, header, 'patch', None
+  reference = calibrate.AIA_QUIET_SUN_DN_S if reference is None else reference
   with warnings.catch_warnings():  # DataError is a UserError
     warnings.simplefilter('ignore')
-    smap = calibrate.load_calibrated(path)
+    smap = calibrate.load_304(path, calibration, reference)
     pmap = patches.extract_patch(smap)
     header = patches.patch_header(pmap)
-  return np.asarray(pmap.data, np.float32), header, 'full-disk'
+  return np.asarray(pmap.data, np.float32), header, 'full-disk', smap
 
 
 def bin_patch(aia, header, k):
@@ -247,11 +269,16 @@ def output_header(in_header, *, model, step, cfg_hash, trained_synthetic,
   header['CFGHASH'] = (cfg_hash, 'sha256[:12] of the checkpoint config JSON')
   header['TRAINSYN'] = (bool(trained_synthetic),
                         'model trained on SYNTHETIC data')
-  header['SRC_FILE'] = (os.path.basename(src_file), 'input AIA 304 file')
+  header['SRC_FILE'] = (os.path.basename(src_file), 'input 304 A file')
   if in_header.get('SRC_FILE') and route == 'patch':
     header['AIA_SRC'] = (str(in_header['SRC_FILE']),
                          'full-disk file of the input patch')
-  header['SRC_INST'] = ('SDO/AIA 304', 'input instrument and wavelength')
+  header['SRC_INST'] = (str(in_header.get('SRC_INST', 'SDO/AIA 304')),
+                        'input instrument and wavelength')
+  from data_prep import calibrate  # pylint: disable=g-import-not-at-top
+  for key, comment in calibrate.CALIBRATION_KEYS.items():
+    if key in in_header and key != 'SRC_INST':
+      header[key] = (in_header[key], comment)
   # 9 characters: a HIERARCH card, as data_prep.synthetic writes it.
   header['HIERARCH SYNTHETIC'] = (synthetic_input, 'input is SYNTHETIC data')
   header['NSAMPLES'] = (int(samples),
@@ -281,6 +308,29 @@ def output_header(in_header, *, model, step, cfg_hash, trained_synthetic,
   return header
 
 
+def disk_output_header(patch_header, smap):
+  """The header of the full-disk (`--frame disk`) output: the input's own
+  helioprojective WCS, observer and times, and the patch output's
+  provenance."""
+  from data_prep import patches  # pylint: disable=g-import-not-at-top
+  header = patches.disk_header(smap)
+  wcs_keys = ('WCSAXES', 'CTYPE', 'CUNIT', 'CDELT', 'CRPIX', 'CRVAL', 'PC',
+              'CROTA', 'LONPOLE', 'LATPOLE', 'NAXIS')
+  for card in patch_header.cards:
+    key = card.keyword
+    if not key or key.startswith(wcs_keys) or key in header or key in (
+        'HISTORY', 'COMMENT'):
+      continue
+    header['HIERARCH ' + key if len(key) > 8 else key] = (card.value,
+                                                          card.comment)
+  for line in patch_header['HISTORY']:
+    header.add_history(line)
+  header.add_history('magjax predict --frame disk: the generated patch '
+                     "resampled onto the input's own helioprojective "
+                     'pixels (cubic), NaN where nothing was generated')
+  return header
+
+
 def write_output(path, mean, header, std=None):
   """Writes the FITS (primary = mean, optional 'STDDEV' HDU) atomically."""
   from astropy.io import fits  # pylint: disable=g-import-not-at-top
@@ -300,17 +350,30 @@ def write_output(path, mean, header, std=None):
 
 # -------------------------------------------------------------------- CLI
 
+def disk_path(output_path):
+  """Where --frame disk writes the full-disk file: OUTPUT_disk.fits."""
+  stem, ext = os.path.splitext(output_path)
+  return f'{stem}_disk{ext or ".fits"}'
+
+
 def predict(workdir, input_path, output_path, step=None, samples=0,
-            config_path=None, seed=0):
+            config_path=None, seed=0, frame='patch', calibration='auto'):
   """The whole command; returns a one-line summary. Raises UserError."""
   if samples == 1 or samples < 0:
     raise UserError(f'--samples {samples}: need 0 (deterministic) or at '
                     'least 2 dropout draws for a standard deviation')
-  if os.path.abspath(output_path) == os.path.abspath(input_path):
-    raise UserError(f'{output_path}: output would overwrite the input')
+  outputs = [output_path] + ([disk_path(output_path)] if frame == 'disk'
+                             else [])
+  for path in outputs:
+    if os.path.abspath(path) == os.path.abspath(input_path):
+      raise UserError(f'{path}: output would overwrite the input')
   # Cheap checks first (no JAX import): checkpoint listing, input header.
   step = checkpoints.find_step(workdir, step)
-  check_aia_304(input_path, _raw_header(input_path))
+  header = _raw_header(input_path)
+  check_input(input_path, header)
+  if frame == 'disk' and _is_patch(header):
+    raise UserError(f'{os.path.basename(input_path)}: --frame disk needs a '
+                    'full-disk image, not a patch')
   saved_config, step = checkpoints.saved_config(workdir, step)
   config = (config_utils.load_config_file(config_path) if config_path
             else saved_config)
@@ -318,7 +381,8 @@ def predict(workdir, input_path, output_path, step=None, samples=0,
   if tile < 1 or tile % (2 ** depth):
     raise UserError(f'config crop_size {tile} (the tile side) is not a '
                     f'positive multiple of 2**num_downs = {2 ** depth}')
-  aia, in_header, route = load_input_patch(input_path)
+  aia, in_header, route, smap = load_input_patch(
+      input_path, calibration, config.get('aia_quiet_sun', None))
   aia, in_header = bin_patch(aia, in_header, int(config.patch_binning))
   from magjax.evaluation import inference  # pylint: disable=g-import-not-at-top  # JAX: slow to import
   variables, step = inference.restore_generator(config, workdir, step)
@@ -329,10 +393,25 @@ def predict(workdir, input_path, output_path, step=None, samples=0,
       trained_synthetic=config_utils.trained_on_synthetic(saved_config),
       src_file=input_path, samples=samples, tile=tile,
       overlap=inference.tile_overlap(config), route=route)
+  disk = None
+  if frame == 'disk':
+    from data_prep import patches  # pylint: disable=g-import-not-at-top
+    with warnings.catch_warnings():
+      warnings.simplefilter('ignore')
+      disk = patches.to_disk(mean, header, smap)
+      disk_std = None if std is None else patches.to_disk(std, header, smap)
   write_output(output_path, mean, header, std)
+  if disk is not None:
+    try:
+      write_output(outputs[1], disk, disk_output_header(header, smap),
+                   disk_std)
+    except UserError:
+      os.remove(output_path)  # all outputs or none
+      raise
   valid = np.isfinite(mean)
-  return (f'wrote {output_path} ({mean.shape[0]}x{mean.shape[1]}, '
-          f'{100 * valid.mean():.1f}% valid, {config.model.name} step '
+  return (f'wrote {" and ".join(outputs)} ({mean.shape[0]}x{mean.shape[1]}, '
+          f'{100 * valid.mean():.1f}% valid, {header["SRC_INST"]}, '
+          f'{config.model.name} step '
           f'{step}{", SYNTHETIC-trained" if header["TRAINSYN"] else ""}'
           f'{f", mean+std of {samples} dropout draws" if samples else ""})')
 
@@ -340,12 +419,14 @@ def predict(workdir, input_path, output_path, step=None, samples=0,
 def parse_args(argv):
   parser = argparse.ArgumentParser(
       prog='python -m magjax.predict',
-      description='AIA 304 A FITS (full disk or prepared patch) -> '
+      description='304 A FITS (full disk of any 304 imager, or an AIA '
+      'patch) -> '
       'generated HMI-like LOS magnetogram FITS in gauss.')
   parser.add_argument('--workdir', required=True,
                       help='training workdir holding checkpoints/')
   parser.add_argument('--input', required=True,
-                      help='full-disk AIA 304 A FITS, or a patch written by '
+                      help='full-disk 304 A FITS of SDO/AIA, STEREO/EUVI, '
+                      'SOHO/EIT or SolO/EUI/FSI, or an AIA patch written by '
                       '`python -m data_prep.prepare patch`')
   parser.add_argument('--output', required=True, help='output FITS path')
   parser.add_argument('--step', type=int, default=None,
@@ -357,6 +438,16 @@ def parse_args(argv):
                       help='seed of the dropout draws (with --samples)')
   parser.add_argument('--config', default=None,
                       help='config file[:arg] (default: the checkpoint\'s)')
+  parser.add_argument('--frame', choices=('patch', 'disk'), default='patch',
+                      help='disk: also write OUTPUT_disk.fits, the result '
+                      "in the input's own helioprojective frame (NaN where "
+                      'nothing was generated)')
+  parser.add_argument('--calibration', choices=('auto', 'quiet-sun', 'none'),
+                      default='auto',
+                      help='intensity calibration to the AIA 304 scale: '
+                      'auto (AIA: per second only; other imagers: '
+                      'quiet-sun), quiet-sun (exposure, (d/1 AU)^2, '
+                      'quiet-Sun gain) or none (per second only)')
   return parser.parse_args(argv)
 
 
@@ -364,7 +455,8 @@ def main(argv=None):
   args = parse_args(sys.argv[1:] if argv is None else argv)
   try:
     message = predict(args.workdir, args.input, args.output, args.step,
-                      args.samples, args.config, args.seed)
+                      args.samples, args.config, args.seed, args.frame,
+                      args.calibration)
   except UserError as e:
     return fail(e)
   print(message)

@@ -173,7 +173,8 @@ def test_missing_checkpoint(setup, tmp_path):
 
 
 def test_in_process_errors(setup, tmp_path, capsys):
-  """Corrupt file, non-SDO file, missing workdir, missing step, --samples 1."""
+  """Corrupt file, unknown instrument, missing workdir, missing step,
+  --samples 1."""
   truncated = tmp_path / 'truncated.fits'
   truncated.write_bytes(open(setup['aia'], 'rb').read()[:20000])
   other = tmp_path / 'other.fits'
@@ -181,7 +182,7 @@ def test_in_process_errors(setup, tmp_path, capsys):
   out = str(tmp_path / 'o.fits')
   cases = [
       (['--input', str(truncated)], 'truncated'),
-      (['--input', str(other)], 'not an SDO/AIA file'),
+      (['--input', str(other)], 'not a 304 A image of SDO/AIA, STEREO/EUVI'),
       (['--input', setup['aia'], '--step', '99'], 'no checkpoint at step 99'),
       (['--input', setup['aia'], '--samples', '1'], '--samples 1'),
       (['--input', setup['aia'], '--config',
