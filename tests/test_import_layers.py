@@ -11,7 +11,8 @@ below, never one above (imports inside functions count too):
      checkpoints, cli, host_memory, configs
   5  magjax.evaluation        inference, metrics, results, report
   6  magjax.training          state, step, loop (may evaluate)
-  7  magjax.predict           FITS in, FITS out
+  7  magjax.predict,          FITS in, FITS out
+     magjax.synchronic
   8  train.py, eval.py        entry points
   9  tools                    benchmarks, fidelity report (not installed)
 
@@ -36,7 +37,7 @@ LAYERS = (
      'magjax.host_memory', 'configs'),
     ('magjax.evaluation',),
     ('magjax.training',),
-    ('magjax.predict',),
+    ('magjax.predict', 'magjax.synchronic'),
     ENTRY_POINTS,
     ('tools',),
 )
