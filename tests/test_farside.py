@@ -143,3 +143,24 @@ def test_frame_disk_needs_a_full_disk_input(setup, tmp_path, capsys):
   assert len(err) == 1 and err[0].startswith('error: '), err
   assert not out.exists() and not (tmp_path / 'o_disk.fits').exists()
   assert os.listdir(tmp_path) == ['p.fits']
+
+
+def test_farside_validation_scores_every_view_with_and_without_calibration(
+    setup):
+  from tools import farside_validation
+  observers = ('sdo', 'stereo-a')
+  result = farside_validation.run(setup['workdir'], ['2012-11-20'], 128,
+                                  log=lambda *_: None, observers=observers)
+  rows = result['rows']
+  assert len(rows) == len(observers) * 2
+  by = {(r['observer'], r['calibration']): r for r in rows}
+  for observer in observers:
+    auto, none = by[observer, 'auto'], by[observer, 'none']
+    assert auto['valid'] > 1000 and np.isfinite(auto['rmse'])
+    # each view's patch sits on its observer's meridian
+    assert abs(auto['patch_lon'] - auto['observer_lon']) <= 0.05
+    if observer == 'sdo':
+      assert auto['rmse'] == none['rmse']  # AIA: the training scale
+    else:
+      assert auto['gain'] != 1.0 and auto['rmse'] != none['rmse']
+  assert '| STEREO-A/EUVI | auto |' in farside_validation.table(result)

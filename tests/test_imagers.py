@@ -221,3 +221,14 @@ def test_a_dark_disk_cannot_be_calibrated(tmp_path):
   header = _real_header(FSI_HEADER)
   shape = (header['NAXIS2'], header['NAXIS1'])
   _bad(tmp_path, header, 'no positive signal', np.zeros(shape, np.float32))
+
+
+def test_fsi_level_2_in_dn_per_second_is_not_divided_again(tmp_path):
+  header = _real_header(FSI_HEADER)
+  header['LEVEL'] = 'L2'
+  header['BUNIT'] = 'DN/s'
+  level1 = _fill(header, (140.0, 20.0), 120.0)
+  path = _write(tmp_path, 'fsi_l2.fits', header, level1)
+  smap = calibrate.load_304(path, 'none')
+  assert 'already DN/s' in ' '.join(smap.meta['magjax_steps'])
+  np.testing.assert_allclose(smap.data, level1)
