@@ -2,8 +2,8 @@
 
 The patch is 90 deg (E-W) x 80 deg (N-S) of Stonyhurst heliographic (HGS)
 longitude/latitude centred on the observer's own central meridian
-(`centre_longitude`: 0 for SDO and SOHO, as in the paper; the far side for
-STEREO-A near +120 deg), sampled at 0.1 deg/px on a plate carree (CAR) grid
+(`centre_longitude`, whole degrees: 0 for SDO and SOHO, as in the paper;
+the far side for STEREO-A near +130 deg), sampled at 0.1 deg/px on a plate carree (CAR) grid
 of shape (800, 900) (lat x lon): the centre crop of the paper's 180 x 160
 deg map. Pixel centres are symmetric about the centre (lon0 -44.95 ...
 lon0 +44.95, lat -39.95 ... +39.95).
@@ -68,13 +68,14 @@ def _rsun_ref(smap):
   return float(rsun) * u.m
 
 
-def centre_longitude(observer_lon, scale_deg=PATCH_SCALE_DEG):
-  """The patch's central longitude: the observer's own central meridian,
-  rounded to the patch grid (SDO's and SOHO's |HGLN_OBS| < 0.02 deg give
-  0, the Earth's meridian, as in the training data; STEREO-A at +120.37
-  gives +120.4)."""
-  lon = round(float(observer_lon) / scale_deg) * scale_deg
-  return float(np.round(((lon + 180.0) % 360.0) - 180.0, 6))
+def centre_longitude(observer_lon):
+  """The patch's central longitude: the observer's own central meridian
+  rounded to whole degrees. Every near-Earth observer then gives the
+  Earth's meridian 0 of the training data (SDO within 0.02 deg, SOHO's
+  halo orbit within 0.3 deg, HMI files whose observer sunpy takes from
+  CRLN_OBS ~0.07 deg off); STEREO-A at +130.2 gives +130."""
+  lon = float(round(float(observer_lon)))
+  return ((lon + 180.0) % 360.0) - 180.0
 
 
 def target_header(smap, shape=PATCH_SHAPE, scale_deg=PATCH_SCALE_DEG):
@@ -84,7 +85,7 @@ def target_header(smap, shape=PATCH_SHAPE, scale_deg=PATCH_SCALE_DEG):
   obstime = smap.reference_date
   observer = smap.observer_coordinate.transform_to(
       frames.HeliographicStonyhurst(obstime=obstime))
-  lon0 = centre_longitude(observer.lon.to_value(u.deg), scale_deg)
+  lon0 = centre_longitude(observer.lon.to_value(u.deg))
   centre = SkyCoord(lon0 * u.deg, 0 * u.deg,
                     frame=frames.HeliographicStonyhurst(
                         obstime=obstime, rsun=_rsun_ref(smap)))

@@ -55,8 +55,7 @@ def test_stereo_a_patch_is_centred_on_its_longitude(setup):
   lon = _observer_lon(source)
   assert 100 < lon < 140  # STEREO-A in late 2012: the far side
   result = _map(out)
-  assert result.center.lon.wrap_at(180 * u.deg).deg == pytest.approx(
-      lon, abs=0.05)
+  assert result.center.lon.wrap_at(180 * u.deg).deg == round(lon)
   # the observer travels with the output, so sunpy places it
   assert _observer_lon(result) == pytest.approx(lon, abs=1e-6)
   header = fits.getheader(out)
@@ -158,7 +157,7 @@ def test_farside_validation_scores_every_view_with_and_without_calibration(
     auto, none = by[observer, 'auto'], by[observer, 'none']
     assert auto['valid'] > 1000 and np.isfinite(auto['rmse'])
     # each view's patch sits on its observer's meridian
-    assert abs(auto['patch_lon'] - auto['observer_lon']) <= 0.05
+    assert abs(auto['patch_lon'] - auto['observer_lon']) <= 0.5
     if observer == 'sdo':
       assert auto['rmse'] == none['rmse']  # AIA: the training scale
     else:

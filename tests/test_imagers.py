@@ -80,7 +80,7 @@ def _blob_position(pmap):
 
 
 @pytest.mark.parametrize('name, kind, map_class, blob, centre', [
-    (FSI_HEADER, 'fsi', 'EUIMap', (140.0, 20.0), 125.3),
+    (FSI_HEADER, 'fsi', 'EUIMap', (140.0, 20.0), 125.0),
     (EIT_HEADER, 'eit', 'EITL1Map', (-20.0, -15.0), 0.0),
 ])
 def test_real_header_is_read_calibrated_and_placed(tmp_path, name, kind,
