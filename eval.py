@@ -18,6 +18,7 @@ from ml_collections import config_flags
 
 from magjax import checkpoints
 from magjax import cli
+from magjax import compile_cache
 from magjax import host_memory
 from magjax.evaluation import evaluate
 from magjax_common.errors import UserError, fail
@@ -50,6 +51,7 @@ def main(argv):
     config = ml_collections.ConfigDict(config.to_dict())
     config.eval_mode = FLAGS.eval_mode
   host_memory.tune_malloc()  # keep freed pages: see magjax/host_memory.py
+  compile_cache.configure(config.get('compilation_cache_dir', 'auto'))
   sys.exit(evaluate.run(config, FLAGS.workdir, FLAGS.step, FLAGS.split))
 
 

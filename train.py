@@ -15,6 +15,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from magjax import cli
+from magjax import compile_cache
 from magjax import host_memory
 from magjax.training import train as train_lib
 from magjax_common.errors import fail
@@ -33,6 +34,7 @@ def main(argv):
   if FLAGS.config is None or not FLAGS.workdir:
     sys.exit(fail('--config and --workdir are required'))
   host_memory.tune_malloc()  # keep freed pages: see magjax/host_memory.py
+  compile_cache.configure(FLAGS.config.get('compilation_cache_dir', 'auto'))
   sys.exit(train_lib.run(FLAGS.config, FLAGS.workdir))
 
 

@@ -95,6 +95,9 @@ def get_paper_config():
   # Bounds for one invocation (the lr schedule still spans num_train_steps):
   # checkpoint and exit cleanly after this many seconds / at this step.
   config.max_train_seconds = 0.0  # 0: no time limit
+  # JAX's persistent compilation cache (magjax/compile_cache.py): 'auto'
+  # ($MAGJAX_COMPILATION_CACHE, else ~/.cache/magjax/jax), 'off' or a path.
+  config.compilation_cache_dir = 'auto'
   config.stop_after_steps = 0  # 0: run to num_train_steps
 
   # -------------------------------------------------- logging / checkpoints

@@ -33,11 +33,12 @@ LAYERS = (
     ('magjax.kernels',),
     ('magjax.models',),
     ('magjax', 'magjax.config_utils', 'magjax.input_pipeline',
+     'magjax.compile_cache',
      'magjax.datasets', 'magjax.checkpoints', 'magjax.cli',
      'magjax.host_memory', 'configs'),
     ('magjax.evaluation',),
     ('magjax.training',),
-    ('magjax.predict', 'magjax.synchronic'),
+    ('magjax.predict', 'magjax.predict_batch', 'magjax.synchronic'),
     ENTRY_POINTS,
     ('tools',),
 )
