@@ -2,7 +2,10 @@
 
   python -m magjax.predict --workdir runs/rhp --input img304.fits \
       --output magnetogram.fits [--step N] [--samples N] [--config PATH] \
-      [--frame patch|disk] [--calibration auto|quiet-sun|none]
+      [--frame patch|disk] [--calibration auto|quiet-sun|none] \
+      [--batch N] [--compilation-cache DIR|auto|off]
+  python -m magjax.predict --workdir runs/rhp --input DIR 'glob*.fits' \
+      a.fits ... --output OUTDIR      (a batch: magjax/predict_batch.py)
 
 Input: a full-disk 304 A FITS file of SDO/AIA, STEREO-A/B SECCHI/EUVI,
 SOHO/EIT or Solar Orbiter EUI/FSI (levels 1 and 2; `data_prep.imagers`),
@@ -18,6 +21,12 @@ STEREO-A image at Stonyhurst longitude +120 gives a far-side patch centred
 there. `--frame disk` also writes OUTPUT_disk.fits: the result resampled
 onto the input's own helioprojective pixels (a full-disk magnetogram like
 HMI's, NaN where nothing was generated), all outputs or none.
+
+Several inputs, a directory or a pattern make a batch into the --output
+directory, with an index predictions.jsonl, resume and a progress line
+(exit 1 when some input failed, each recorded with its reason). One
+compiled generator serves every input; JAX's persistent compilation cache
+(magjax/compile_cache.py, on by default) serves the next run.
 
 Model: the checkpoint (latest, or --step) of --workdir, restored read-only.
 The config is the one saved with the checkpoint (its orbax `meta`), unless
@@ -60,12 +69,15 @@ import argparse
 import datetime
 import os
 import sys
+import time
 import warnings
 
 import numpy as np
 
 from magjax import checkpoints
+from magjax import compile_cache
 from magjax import config_utils
+from magjax import predict_batch
 from magjax_common.errors import UserError, fail, one_line
 
 AIA_WAVELENGTH = 304
@@ -214,34 +226,44 @@ def bin_patch(aia, header, k):
 
 # --------------------------------------------------------------- generate
 
+def mc_generator(config, variables, batch, seed):
+  """The generator with dropout active (Monte-Carlo dropout), one jitted
+  function of a fixed batch; keys folded from `seed` per call."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from magjax.evaluation import inference  # pylint: disable=g-import-not-at-top
+  return inference.GeneratorFn(config, variables, batch,
+                               rng=jax.random.key(seed))
+
+
+def mc_draws(config, fn, x, valid, samples):
+  """(mean, std) gauss float32 of `samples` MC-dropout generations of the
+  network input `x`; NaN where not `valid`."""
+  from magjax.evaluation import inference  # pylint: disable=g-import-not-at-top
+  draws = np.stack([inference.to_gauss(inference.predict_tiled(
+      fn, x, config), config) for _ in range(samples)])
+  std = draws.std(axis=0, ddof=1)
+  if not np.any(std[valid] > 0):
+    raise UserError(
+        f'--samples {samples}: the {samples} dropout draws are identical: '
+        f'this generator has no dropout layer (model.dropout '
+        f'{config.model.dropout:g}, num_downs {config.model.num_downs}; '
+        'junyanz U-Nets drop out only at levels 5..num_downs-1)')
+  return (np.where(valid, draws.mean(axis=0), np.nan).astype(np.float32),
+          np.where(valid, std, np.nan).astype(np.float32))
+
+
 def generate(config, variables, aia_patch, samples=0, seed=0):
   """(mean gauss (H, W) float32, std or None) for an AIA patch in DN/s."""
-  import jax  # pylint: disable=g-import-not-at-top
   from magjax.evaluation import inference  # pylint: disable=g-import-not-at-top
   valid = np.isfinite(aia_patch)
   x = inference.network_input(aia_patch, valid, config)
   batch = inference.inference_batch_size(config)
   if samples:
-    fn = inference.GeneratorFn(config, variables, batch,
-                               rng=jax.random.key(seed))
-    draws = np.stack([inference.to_gauss(inference.predict_tiled(
-        fn, x, config), config) for _ in range(samples)])
-    mean = draws.mean(axis=0)
-    std = draws.std(axis=0, ddof=1)
-    if not np.any(std[valid] > 0):
-      raise UserError(
-          f'--samples {samples}: the {samples} dropout draws are identical: '
-          f'this generator has no dropout layer (model.dropout '
-          f'{config.model.dropout:g}, num_downs {config.model.num_downs}; '
-          'junyanz U-Nets drop out only at levels 5..num_downs-1)')
-  else:
-    fn = inference.GeneratorFn(config, variables, batch)
-    mean = inference.to_gauss(inference.predict_tiled(fn, x, config), config)
-    std = None
-  mean = np.where(valid, mean, np.nan).astype(np.float32)
-  if std is not None:
-    std = np.where(valid, std, np.nan).astype(np.float32)
-  return mean, std
+    return mc_draws(config, mc_generator(config, variables, batch, seed), x,
+                    valid, samples)
+  fn = inference.GeneratorFn(config, variables, batch)
+  mean = inference.to_gauss(inference.predict_tiled(fn, x, config), config)
+  return np.where(valid, mean, np.nan).astype(np.float32), None
 
 
 def output_header(in_header, *, model, step, cfg_hash, trained_synthetic,
@@ -348,6 +370,26 @@ def write_output(path, mean, header, std=None):
     raise UserError(f'{path}: cannot write ({e.strerror or e})') from e
 
 
+def write_all(output, disk_output, mean, std, header, smap):
+  """The patch output and, with `disk_output`, the full-disk one (the
+  result resampled onto `smap`'s pixels): all written, or none."""
+  disk = disk_std = None
+  if disk_output:
+    from data_prep import patches  # pylint: disable=g-import-not-at-top
+    with warnings.catch_warnings():
+      warnings.simplefilter('ignore')
+      disk = patches.to_disk(mean, header, smap)
+      disk_std = None if std is None else patches.to_disk(std, header, smap)
+  write_output(output, mean, header, std)
+  if disk_output:
+    try:
+      write_output(disk_output, disk, disk_output_header(header, smap),
+                   disk_std)
+    except UserError:
+      os.remove(output)  # all outputs or none
+      raise
+
+
 # -------------------------------------------------------------------- CLI
 
 def disk_path(output_path):
@@ -356,12 +398,61 @@ def disk_path(output_path):
   return f'{stem}_disk{ext or ".fits"}'
 
 
-def predict(workdir, input_path, output_path, step=None, samples=0,
-            config_path=None, seed=0, frame='patch', calibration='auto'):
-  """The whole command; returns a one-line summary. Raises UserError."""
+def _check_samples(samples):
   if samples == 1 or samples < 0:
     raise UserError(f'--samples {samples}: need 0 (deterministic) or at '
                     'least 2 dropout draws for a standard deviation')
+
+
+def _model(workdir, step, config_path):
+  """(config, saved config, step) of a checkpoint, checked for tiling."""
+  saved_config, step = checkpoints.saved_config(workdir, step)
+  config = (config_utils.load_config_file(config_path) if config_path
+            else saved_config)
+  tile, depth = int(config.crop_size), int(config.model.num_downs)
+  if tile < 1 or tile % (2 ** depth):
+    raise UserError(f'config crop_size {tile} (the tile side) is not a '
+                    f'positive multiple of 2**num_downs = {2 ** depth}')
+  return config, saved_config, step
+
+
+def _patch_tiles(config):
+  """Tiles of one patch at the model's resolution."""
+  from data_prep.grid import PATCH_SHAPE  # pylint: disable=g-import-not-at-top
+  from magjax.evaluation import inference, tiling  # pylint: disable=g-import-not-at-top
+  tile, overlap = int(config.crop_size), inference.tile_overlap(config)
+  k = int(config.patch_binning)
+  return np.prod([len(tiling.tile_positions(n // k, tile, overlap))
+                  for n in PATCH_SHAPE])
+
+
+def _runner(workdir, step, config_path, batch, compilation_cache=None,
+            single=False, **kwargs):
+  """The batch engine with the checkpoint's generator restored."""
+  from magjax.evaluation import inference  # pylint: disable=g-import-not-at-top  # JAX: slow to import
+  config, saved_config, step = _model(workdir, step, config_path)
+  if batch is not None and batch < 1:
+    raise UserError(f'--batch {batch}: need at least 1 tile per call')
+
+  def restore(abstract):
+    if abstract is None:
+      if compilation_cache is not None:  # before the first compile
+        compile_cache.configure(compilation_cache)
+      return inference.checked_abstract_variables(config)
+    return inference.restore_generator(config, workdir, step, abstract)[0]
+  if not batch:  # one file: no call wider than its tiles
+    batch = inference.inference_batch_size(config)
+    if single:
+      batch = int(min(batch, _patch_tiles(config)))
+  return predict_batch.Runner(config, saved_config, restore, step,
+                              batch=batch, **kwargs)
+
+
+def predict(workdir, input_path, output_path, step=None, samples=0,
+            config_path=None, seed=0, frame='patch', calibration='auto',
+            batch=None, compilation_cache=None):
+  """One file to one file; returns a one-line summary. Raises UserError."""
+  _check_samples(samples)
   outputs = [output_path] + ([disk_path(output_path)] if frame == 'disk'
                              else [])
   for path in outputs:
@@ -374,46 +465,80 @@ def predict(workdir, input_path, output_path, step=None, samples=0,
   if frame == 'disk' and _is_patch(header):
     raise UserError(f'{os.path.basename(input_path)}: --frame disk needs a '
                     'full-disk image, not a patch')
-  saved_config, step = checkpoints.saved_config(workdir, step)
-  config = (config_utils.load_config_file(config_path) if config_path
-            else saved_config)
-  tile, depth = int(config.crop_size), int(config.model.num_downs)
-  if tile < 1 or tile % (2 ** depth):
-    raise UserError(f'config crop_size {tile} (the tile side) is not a '
-                    f'positive multiple of 2**num_downs = {2 ** depth}')
-  aia, in_header, route, smap = load_input_patch(
-      input_path, calibration, config.get('aia_quiet_sun', None))
-  aia, in_header = bin_patch(aia, in_header, int(config.patch_binning))
-  from magjax.evaluation import inference  # pylint: disable=g-import-not-at-top  # JAX: slow to import
-  variables, step = inference.restore_generator(config, workdir, step)
-  mean, std = generate(config, variables, aia, samples, seed)
-  header = output_header(
-      in_header, model=str(config.model.name), step=step,
-      cfg_hash=config_utils.config_hash(config),
-      trained_synthetic=config_utils.trained_on_synthetic(saved_config),
-      src_file=input_path, samples=samples, tile=tile,
-      overlap=inference.tile_overlap(config), route=route)
-  disk = None
-  if frame == 'disk':
-    from data_prep import patches  # pylint: disable=g-import-not-at-top
-    with warnings.catch_warnings():
-      warnings.simplefilter('ignore')
-      disk = patches.to_disk(mean, header, smap)
-      disk_std = None if std is None else patches.to_disk(std, header, smap)
-  write_output(output_path, mean, header, std)
-  if disk is not None:
-    try:
-      write_output(outputs[1], disk, disk_output_header(header, smap),
-                   disk_std)
-    except UserError:
-      os.remove(output_path)  # all outputs or none
-      raise
+  runner = _runner(workdir, step, config_path, batch, compilation_cache,
+                   single=True, samples=samples, seed=seed,
+                   calibration=calibration, frame=frame)
+  item = predict_batch.Item(input_path, output_path,
+                            outputs[1] if frame == 'disk' else None)
+  runner.run([item], predict_batch.Index(None), strict=True)
+  from astropy.io import fits  # pylint: disable=g-import-not-at-top
+  with warnings.catch_warnings():
+    warnings.simplefilter('ignore')
+    with fits.open(output_path) as hdul:
+      mean, header = hdul[0].data, hdul[0].header
   valid = np.isfinite(mean)
   return (f'wrote {" and ".join(outputs)} ({mean.shape[0]}x{mean.shape[1]}, '
           f'{100 * valid.mean():.1f}% valid, {header["SRC_INST"]}, '
-          f'{config.model.name} step '
-          f'{step}{", SYNTHETIC-trained" if header["TRAINSYN"] else ""}'
+          f'{runner.config.model.name} step {runner.step}'
+          f'{", SYNTHETIC-trained" if header["TRAINSYN"] else ""}'
           f'{f", mean+std of {samples} dropout draws" if samples else ""})')
+
+
+def predict_many(workdir, specs, out_dir, step=None, samples=0,
+                 config_path=None, seed=0, frame='patch', calibration='auto',
+                 batch=None, compilation_cache=None, log=print):
+  """Many inputs to OUT_DIR (magjax/predict_batch.py); returns the exit
+  code: 0 all written or already there, 1 some inputs failed."""
+  _check_samples(samples)
+  step = checkpoints.find_step(workdir, step)
+  inputs, missing = predict_batch.expand_inputs(specs)
+  if not inputs:
+    raise UserError(f'no input file: {missing[0][0]}: {missing[0][1]}'
+                    if missing else 'no input file')
+  try:
+    os.makedirs(out_dir, exist_ok=True)
+  except OSError as e:
+    raise UserError(f'{out_dir}: cannot create the output directory '
+                    f'({e.strerror or e})') from e
+  names = predict_batch.output_names(inputs, out_dir, frame)
+  clash = [p for p in inputs if os.path.abspath(p) in {
+      os.path.abspath(n) for pair in names.values() for n in pair if n}]
+  if clash:
+    raise UserError(f'{clash[0]}: an output would overwrite this input')
+  runner = _runner(workdir, step, config_path, batch, compilation_cache,
+                   samples=samples, seed=seed, calibration=calibration,
+                   frame=frame)
+  index = predict_batch.Index(os.path.join(out_dir,
+                                           predict_batch.INDEX_NAME))
+  start = time.perf_counter()
+  try:
+    items = [predict_batch.Item(p, *names[p]) for p in inputs]
+    for spec, reason in missing:
+      index.record(predict_batch.Item(spec, ''), 'failed',
+                   f'{spec}: {reason}')
+    counts = runner.run(items, index,
+                        progress=predict_batch.Progress(len(items)))
+  finally:
+    index.close()
+  wall = time.perf_counter() - start
+  seconds = {k: sum(i.seconds[k] for i in items) for k in
+             ('read', 'infer', 'write')}
+  limit = max(seconds, key=seconds.get)
+  log(f'predict: {counts["ok"]} written, {counts["exists"]} already done, '
+      f'{counts["failed"]} failed of {len(items) + len(missing)} inputs in '
+      f'{wall:.1f} s ({60 * counts["ok"] / wall:.1f} files/min); reading+'
+      f'calibrating+patching {seconds["read"]:.1f} s, inference '
+      f'{seconds["infer"]:.1f} s, writing {seconds["write"]:.1f} s: limited '
+      f'by {_STAGES[limit]}; index {index_path(out_dir)}')
+  return 1 if counts['failed'] else 0
+
+
+_STAGES = {'read': 'reading and patching', 'infer': 'inference',
+           'write': 'writing'}
+
+
+def index_path(out_dir):
+  return os.path.join(out_dir, predict_batch.INDEX_NAME)
 
 
 def parse_args(argv):
@@ -424,11 +549,19 @@ def parse_args(argv):
       'generated HMI-like LOS magnetogram FITS in gauss.')
   parser.add_argument('--workdir', required=True,
                       help='training workdir holding checkpoints/')
-  parser.add_argument('--input', required=True,
+  parser.add_argument('--input', required=True, nargs='+',
                       help='full-disk 304 A FITS of SDO/AIA, STEREO/EUVI, '
                       'SOHO/EIT or SolO/EUI/FSI, or an AIA patch written by '
-                      '`python -m data_prep.prepare patch`')
-  parser.add_argument('--output', required=True, help='output FITS path')
+                      '`python -m data_prep.prepare patch`; several files, '
+                      'directories or glob patterns for a batch')
+  parser.add_argument('--output', required=True,
+                      help='output FITS path; for a batch, a directory')
+  parser.add_argument('--batch', type=int, default=None,
+                      help='tiles per generator call (default: the '
+                      "config's eval_batch_size, or about 2 x 512^2 px)")
+  parser.add_argument('--compilation-cache', default='auto',
+                      help="JAX's persistent compilation cache: a directory, "
+                      "'auto' (~/.cache/magjax/jax) or 'off'")
   parser.add_argument('--step', type=int, default=None,
                       help='checkpoint step (default: the latest)')
   parser.add_argument('--samples', type=int, default=0,
@@ -454,9 +587,13 @@ def parse_args(argv):
 def main(argv=None):
   args = parse_args(sys.argv[1:] if argv is None else argv)
   try:
-    message = predict(args.workdir, args.input, args.output, args.step,
-                      args.samples, args.config, args.seed, args.frame,
-                      args.calibration)
+    kwargs = dict(compilation_cache=args.compilation_cache,
+                  step=args.step, samples=args.samples,
+                  config_path=args.config, seed=args.seed, frame=args.frame,
+                  calibration=args.calibration, batch=args.batch)
+    if predict_batch.is_batch(args.input, args.output):
+      return predict_many(args.workdir, args.input, args.output, **kwargs)
+    message = predict(args.workdir, args.input[0], args.output, **kwargs)
   except UserError as e:
     return fail(e)
   print(message)

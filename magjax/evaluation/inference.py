@@ -56,22 +56,29 @@ def abstract_generator_variables(config):
                         jax.random.key(0), x)
 
 
-def restore_generator(config, workdir, step=None):
+def checked_abstract_variables(config):
+  """`abstract_generator_variables`, a bad model config as CheckpointError."""
+  try:
+    return abstract_generator_variables(config)
+  except (ValueError, TypeError) as e:
+    raise checkpoints.CheckpointError(
+        f'cannot build the model of the config: {one_line(e)}') from e
+
+
+def restore_generator(config, workdir, step=None, abstract=None):
   """(G variables, step) of checkpoint `step` (default: the latest).
 
   Reads the generator's parameters and statistics alone (a partial
-  restore), placed on the first device.
+  restore), placed on the first device. `abstract`: the variables' shapes
+  (`abstract_generator_variables`) when the caller has them already.
 
   Raises:
     checkpoints.CheckpointError: no workdir, checkpoint or step, or a
       checkpoint that does not fit `config`'s model.
   """
   step = checkpoints.find_step(workdir, step)
-  try:
-    abstract = abstract_generator_variables(config)
-  except (ValueError, TypeError) as e:
-    raise checkpoints.CheckpointError(
-        f'cannot build the model of the config: {one_line(e)}') from e
+  if abstract is None:
+    abstract = checked_abstract_variables(config)
   device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
   target = {
       'step': jax.ShapeDtypeStruct((), jnp.int32, sharding=device),
@@ -139,10 +146,12 @@ class GeneratorFn:
   """fn(images (N, h, w, C)) -> G's output (N, h, w, C_out), NumPy float32.
 
   One jitted G (eval mode) of fixed batch `batch_size`: inputs are padded
-  to it and split into chunks of it, so it compiles once per image shape.
-  With `rng` (a typed key), dropout stays active (Monte-Carlo dropout);
-  each call folds a call counter into the key, so the tiles of one image
-  get independent dropout masks, deterministically.
+  to it and split into chunks of it, so it compiles once per image shape
+  (`compiles` counts it; `compile(shape)` does it ahead of the first call,
+  e.g. while inputs are still being read). With `rng` (a typed key),
+  dropout stays active (Monte-Carlo dropout); each call folds a call
+  counter into the key, so the tiles of one image get independent dropout
+  masks, deterministically.
   """
 
   def __init__(self, config, variables, batch_size, rng=None):
@@ -150,13 +159,34 @@ class GeneratorFn:
     self._variables = variables
     self._rng = rng
     self._calls = 0
+    self._compiled = {}  # image shape (h, w, C) -> compiled executable
+    self.compiles = 0
     if rng is None:
       self._apply = jax.jit(functools.partial(generate, config=config))
     else:
       self._apply = jax.jit(lambda v, x, k: generate(v, x, config, k))
 
+  def compile(self, shape, variables=None):
+    """The executable for images of `shape` (h, w, C), compiled once
+    (ahead of time: trace, lower, XLA or the persistent cache).
+    `variables`: stand-ins of the same shapes (jax.ShapeDtypeStruct) to
+    compile before the real ones are restored (`set_variables`)."""
+    shape = tuple(int(n) for n in shape)
+    if shape not in self._compiled:
+      x = jax.ShapeDtypeStruct((self.batch_size,) + shape, jnp.float32)
+      args = (self._variables if variables is None else variables, x)
+      if self._rng is not None:
+        args += (self._rng,)
+      self._compiled[shape] = self._apply.lower(*args).compile()
+      self.compiles += 1
+    return self._compiled[shape]
+
+  def set_variables(self, variables):
+    self._variables = variables
+
   def __call__(self, images):
     images = np.asarray(images, np.float32)
+    run = self.compile(images.shape[1:])
     outputs = []
     for start in range(0, images.shape[0], self.batch_size):
       chunk = images[start:start + self.batch_size]
@@ -165,10 +195,10 @@ class GeneratorFn:
         chunk = np.concatenate(
             [chunk, np.repeat(chunk[-1:], self.batch_size - n, axis=0)])
       if self._rng is None:
-        out = self._apply(self._variables, chunk)
+        out = run(self._variables, chunk)
       else:
-        out = self._apply(self._variables, chunk,
-                          jax.random.fold_in(self._rng, self._calls))
+        out = run(self._variables, chunk,
+                  jax.random.fold_in(self._rng, self._calls))
       self._calls += 1
       outputs.append(np.asarray(jax.device_get(out), np.float32)[:n])
     return np.concatenate(outputs)

@@ -57,6 +57,62 @@ def blend_weights(tile, overlap):
   return np.outer(w, w)
 
 
+class Tiled:
+  """One image cut into overlapping tiles, and the blend of their outputs.
+
+  Tiles from several images can be batched together (batch predict): take
+  `tiles()`, run them through the network in any grouping, hand each
+  output back with `add(index, output)`, then `result()`.
+  """
+
+  def __init__(self, image, tile, overlap):
+    image = np.asarray(image)
+    if image.ndim != 3:
+      raise ValueError(f'expected an (H, W, C) image, got shape {image.shape}')
+    self.shape = image.shape[:2]
+    h, w = self.shape
+    ph, pw = max(h, tile), max(w, tile)
+    if (ph, pw) != (h, w):
+      image = np.pad(image, ((0, ph - h), (0, pw - w), (0, 0)),
+                     mode='reflect')
+    self.image, self.tile = image, tile
+    self.weights = blend_weights(tile, overlap)
+    self.corners = [(y, x) for y in tile_positions(ph, tile, overlap)
+                    for x in tile_positions(pw, tile, overlap)]
+    self._acc = None
+    self._wsum = np.zeros((ph, pw), dtype=np.float64)
+    self._dtype = None
+    self.pending = len(self.corners)
+
+  def tiles(self):
+    """(n, tile, tile, C): every tile, in the order of `corners`."""
+    t = self.tile
+    return np.stack([self.image[y:y + t, x:x + t] for y, x in self.corners])
+
+  def add(self, index, output):
+    """Blends the network's (tile, tile, C_out) output of tile `index`."""
+    output = np.asarray(output)
+    t = self.tile
+    if output.ndim != 3 or output.shape[:2] != (t, t):
+      raise ValueError(f'a tile output must be ({t}, {t}, C_out), got '
+                       f'{output.shape}')
+    if self._acc is None:
+      self._acc = np.zeros(self._wsum.shape + (output.shape[-1],),
+                           dtype=np.float64)
+      self._dtype = np.result_type(output.dtype, np.float32)
+    y, x = self.corners[index]
+    self._acc[y:y + t, x:x + t] += self.weights[..., None] * output
+    self._wsum[y:y + t, x:x + t] += self.weights
+    self.pending -= 1
+
+  def result(self):
+    """(H, W, C_out): the weighted average of the tile outputs."""
+    if self.pending:
+      raise ValueError(f'{self.pending} tiles have no output yet')
+    h, w = self.shape
+    return (self._acc / self._wsum[..., None])[:h, :w].astype(self._dtype)
+
+
 def tiled_apply(fn, image, tile, overlap, batch_size=1):
   """Applies `fn` to overlapping tiles of `image` and blends the outputs.
 
@@ -74,36 +130,25 @@ def tiled_apply(fn, image, tile, overlap, batch_size=1):
     (H, W, C_out) array in fn's output dtype (float32 at least), the
     weighted average of the tile outputs covering each pixel.
   """
-  image = np.asarray(image)
-  if image.ndim != 3:
-    raise ValueError(f'expected an (H, W, C) image, got shape {image.shape}')
+  return tiled_apply_many(fn, [image], tile, overlap, batch_size)[0]
+
+
+def tiled_apply_many(fn, images, tile, overlap, batch_size=1):
+  """`tiled_apply` of several images whose tiles share the calls of `fn`
+  (batch predict's grouping): [(H_i, W_i, C_out)]."""
   if batch_size < 1:
     raise ValueError(f'batch_size must be >= 1, got {batch_size}')
-  h, w = image.shape[:2]
-  ph, pw = max(h, tile), max(w, tile)
-  if (ph, pw) != (h, w):
-    image = np.pad(image, ((0, ph - h), (0, pw - w), (0, 0)), mode='reflect')
-
-  weights = blend_weights(tile, overlap)
-  corners = [(y, x) for y in tile_positions(ph, tile, overlap)
-             for x in tile_positions(pw, tile, overlap)]
-  acc = None
-  wsum = np.zeros((ph, pw), dtype=np.float64)
-  out_dtype = None
-  for b in range(0, len(corners), batch_size):
-    chunk = corners[b:b + batch_size]
-    padded = chunk + [chunk[-1]] * (batch_size - len(chunk))
-    batch = np.stack([image[y:y + tile, x:x + tile] for y, x in padded])
+  tiled = [Tiled(image, tile, overlap) for image in images]
+  queue = [(t, i, x) for t in tiled for i, x in enumerate(t.tiles())]
+  for b in range(0, len(queue), batch_size):
+    chunk = queue[b:b + batch_size]
+    batch = np.stack([x for _, _, x in chunk]
+                     + [chunk[-1][2]] * (batch_size - len(chunk)))
     out = np.asarray(fn(batch))
     if out.ndim != 4 or out.shape[:3] != (batch_size, tile, tile):
       raise ValueError(
           f'fn must map {batch.shape} to ({batch_size}, {tile}, {tile}, C_out),'
           f' got {out.shape}')
-    if acc is None:
-      acc = np.zeros((ph, pw, out.shape[-1]), dtype=np.float64)
-      out_dtype = np.result_type(out.dtype, np.float32)
-    for (y, x), o in zip(chunk, out):
-      acc[y:y + tile, x:x + tile] += weights[..., None] * o
-      wsum[y:y + tile, x:x + tile] += weights
-  result = acc / wsum[..., None]
-  return result[:h, :w].astype(out_dtype)
+    for (t, i, _), o in zip(chunk, out):
+      t.add(i, o)
+  return [t.result() for t in tiled]

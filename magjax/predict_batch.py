@@ -1,0 +1,374 @@
+"""Many 304 A files in one run: the engine behind `python -m magjax.predict`.
+
+  python -m magjax.predict --workdir runs/rhp --input DIR 'glob*.fits' \\
+      a.fits ... --output OUTDIR [--batch N] [--frame disk]
+
+Inputs: files, directories (searched recursively for FITS names: .fits,
+.fts, .fit, optionally .gz or .fz) and glob patterns, sorted, each once.
+Each input gets OUTDIR/<stem>_magjax.fits (and <stem>_magjax_disk.fits
+with --frame disk), written atomically, and one line in
+OUTDIR/predictions.jsonl (fsynced): input, output, status ('ok', 'failed',
+'exists'), reason, observation time, instrument, seconds (read: reading,
+calibrating and patching; infer; write).
+
+Pipeline: one thread reads and prepares the next inputs (`prefetch` ahead)
+while the main thread runs the generator and another writes the results:
+reading, inference and writing overlap. The generator is one jitted
+function of a fixed batch of tiles (`--batch`, default the config's), so it
+compiles once per run (once per machine with the persistent compilation
+cache); tiles of consecutive inputs share batches. A bad input is recorded
+with its one-line reason and the run goes on; a run started again skips
+inputs whose outputs are complete (same checkpoint and config hash). A
+progress line with the ETA goes to stderr every few seconds.
+"""
+
+import collections
+import concurrent.futures
+import dataclasses
+import datetime
+import glob
+import os
+import sys
+import threading
+import time
+
+import numpy as np
+
+from magjax_common.errors import UserError, one_line
+
+INDEX_NAME = 'predictions.jsonl'
+SUFFIXES = ('.fits', '.fts', '.fit')
+COMPRESSED = ('', '.gz', '.fz')
+OUTPUT_SUFFIX = '_magjax'
+PROGRESS_SECONDS = 5.0
+PREFETCH = 2
+
+
+def _fits_stem(name):
+  """The name without its FITS suffix, or None if it is not a FITS name."""
+  lower = name.lower()
+  for suffix in SUFFIXES:
+    for extra in COMPRESSED:
+      if lower.endswith(suffix + extra):
+        return name[:len(name) - len(suffix + extra)]
+  return None
+
+
+def expand_inputs(specs):
+  """(sorted unique input paths, [(spec, reason)] for specs naming none)."""
+  found, missing = [], []
+  for spec in specs:
+    if os.path.isdir(spec):
+      paths = [os.path.join(d, f) for d, _, files in os.walk(spec)
+               for f in files if _fits_stem(f) is not None]
+    elif any(c in spec for c in '*?['):
+      paths = [p for p in glob.glob(spec, recursive=True)
+               if os.path.isfile(p)]
+    else:
+      paths = [spec]
+    if not paths:
+      missing.append((spec, 'no FITS file in this directory'
+                      if os.path.isdir(spec) else 'no file matches'))
+    found.extend(os.path.abspath(p) for p in paths)
+  return sorted(set(found)), missing
+
+
+def is_batch(specs, output):
+  """Batch mode: several inputs, a directory or pattern, or an output
+  that is an existing directory; else one file to one file, as before."""
+  return (len(specs) != 1 or os.path.isdir(specs[0])
+          or any(c in specs[0] for c in '*?[') or os.path.isdir(output)
+          or output.endswith(os.sep))
+
+
+def output_names(inputs, out_dir, frame):
+  """{input: (output, disk output or None)}; UserError on a clash."""
+  names, seen = {}, {}
+  for path in inputs:
+    base = os.path.basename(path)
+    stem = _fits_stem(base) or base
+    out = os.path.join(out_dir, stem + OUTPUT_SUFFIX + '.fits')
+    if out in seen:
+      raise UserError(f'{path} and {seen[out]} would both write {out}: '
+                      'give them separate runs')
+    seen[out] = path
+    disk = (os.path.join(out_dir, stem + OUTPUT_SUFFIX + '_disk.fits')
+            if frame == 'disk' else None)
+    names[path] = (out, disk)
+  return names
+
+
+@dataclasses.dataclass
+class Item:
+  """One input on its way through the pipeline."""
+  path: str
+  output: str
+  disk_output: str = None
+  x: object = None  # (H, W, 1) network input
+  valid: object = None  # (H, W) where the input patch holds data
+  header: object = None  # the (binned) input patch header
+  route: str = ''
+  smap: object = None  # the full-disk map, for --frame disk
+  tiled: object = None  # tiling.Tiled
+  error: str = ''
+  seconds: dict = dataclasses.field(
+      default_factory=lambda: {'read': 0.0, 'infer': 0.0, 'write': 0.0})
+
+
+class Index:
+  """OUTDIR/predictions.jsonl, one fsynced JSON line per input, from any
+  thread; None path: records are only counted."""
+
+  def __init__(self, path):
+    self._lock = threading.Lock()
+    self._writer = None
+    if path:
+      from data_prep import manifest  # pylint: disable=g-import-not-at-top
+      self._writer = manifest.ManifestWriter(path)
+    self.counts = collections.Counter()
+
+  def record(self, item, status, reason='', header=None):
+    header = header if header is not None else (item.header or {})
+    line = {
+        'input': item.path, 'output': item.output if status != 'failed'
+        else None, 'status': status, 'reason': reason,
+        'time': str(header.get('DATE-OBS', '') or header.get('T_OBS', '')),
+        'instrument': str(header.get('SRC_INST', '')),
+        'seconds': {k: round(v, 3) for k, v in item.seconds.items()},
+        'written': datetime.datetime.now(datetime.timezone.utc).isoformat(
+            timespec='seconds')}
+    if item.disk_output and status != 'failed':
+      line['disk_output'] = item.disk_output
+    with self._lock:
+      self.counts[status] += 1
+      if self._writer:
+        self._writer.append(line)
+
+  def close(self):
+    if self._writer:
+      self._writer.close()
+
+
+class Progress:
+  """A progress line with the ETA on stderr, at most every few seconds."""
+
+  def __init__(self, total, stream=None):
+    self.total, self.start = total, time.perf_counter()
+    self._last = 0.0
+    self._stream = stream or sys.stderr
+
+  def update(self, counts, final=False):
+    now = time.perf_counter()
+    if self.total < 2 or (not final and now - self._last < PROGRESS_SECONDS):
+      return
+    self._last = now
+    done = sum(counts.values())
+    worked = counts['ok'] + counts['failed']
+    rate = (now - self.start) / worked if worked else float('nan')
+    left = self.total - done
+    eta = (str(datetime.timedelta(seconds=round(rate * left)))
+           if worked and left else '0:00:00')
+    print(f'predict: {done}/{self.total} inputs ({counts["ok"]} written, '
+          f'{counts["failed"]} failed, {counts["exists"]} already done), '
+          f'{rate:.2f} s/input, ETA {eta}', file=self._stream, flush=True)
+
+
+class Runner:
+  """Prepares, generates and writes items (see the module docstring)."""
+
+  def __init__(self, config, saved_config, restore, step, *, batch,
+               samples=0, seed=0, calibration='auto', frame='patch'):
+    """restore(None) -> the generator variables' shapes; restore(shapes)
+    -> the variables; called by `ready`, after the first inputs started
+    being read."""
+    from magjax import config_utils  # pylint: disable=g-import-not-at-top
+    from magjax.evaluation import inference  # pylint: disable=g-import-not-at-top
+    self.config, self.step = config, int(step)
+    self._restore, self.variables, self.fn = restore, None, None
+    self.batch = int(batch)
+    self.samples, self.seed = int(samples), int(seed)
+    self.calibration, self.frame = calibration, frame
+    self.tile = int(config.crop_size)
+    self.overlap = inference.tile_overlap(config)
+    self.cfg_hash = config_utils.config_hash(config)
+    self.trained_synthetic = config_utils.trained_on_synthetic(saved_config)
+    self._mc_fn = None
+
+  def ready(self):
+    """Restores the generator and compiles it for the tile shape (once):
+    the restore (I/O) runs in a thread while the main thread compiles
+    against the variables' shapes."""
+    from magjax.evaluation import inference  # pylint: disable=g-import-not-at-top
+    if self.fn is not None:
+      return
+    abstract = self._restore(None)  # configures the cache, no I/O
+    self.fn = inference.GeneratorFn(self.config, None, self.batch)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+      restoring = pool.submit(self._restore, abstract)
+      if not self.samples:
+        self.fn.compile((self.tile, self.tile,
+                         int(self.config.model.input_nc)), abstract)
+      self.variables = restoring.result()
+    self.fn.set_variables(self.variables)
+
+  # ------------------------------------------------------------- stages
+
+  def prepare(self, item):
+    """Reading, calibration, patch, binning, network input, tiles; a
+    UserError becomes item.error (the run goes on)."""
+    from magjax import predict  # pylint: disable=g-import-not-at-top
+    from magjax.evaluation import inference, tiling  # pylint: disable=g-import-not-at-top
+    start = time.perf_counter()
+    try:
+      aia, header, route, smap = predict.load_input_patch(
+          item.path, self.calibration, self.config.get('aia_quiet_sun', None))
+      if self.frame == 'disk' and smap is None:
+        raise UserError(f'{os.path.basename(item.path)}: --frame disk needs '
+                        'a full-disk image, not a patch')
+      aia, header = predict.bin_patch(aia, header,
+                                      int(self.config.patch_binning))
+      item.valid = np.isfinite(aia)
+      item.x = inference.network_input(aia, item.valid, self.config)
+      item.header, item.route = header, route
+      item.smap = smap if self.frame == 'disk' else None
+      if not self.samples:
+        item.tiled = tiling.Tiled(item.x, self.tile, self.overlap)
+    except UserError as e:
+      item.error = one_line(e)
+    except MemoryError:
+      item.error = f'{os.path.basename(item.path)}: out of memory'
+    item.seconds['read'] = time.perf_counter() - start
+    return item
+
+  def sample(self, item):
+    """--samples: the mean and std of MC-dropout draws of one item."""
+    from magjax import predict  # pylint: disable=g-import-not-at-top
+    start = time.perf_counter()
+    if self._mc_fn is None:
+      self._mc_fn = predict.mc_generator(self.config, self.variables,
+                                         self.batch, self.seed)
+    mean, std = predict.mc_draws(self.config, self._mc_fn, item.x,
+                                 item.valid, self.samples)
+    item.seconds['infer'] += time.perf_counter() - start
+    return mean, std
+
+  def finish(self, item, mean, std=None):
+    """Header, optional full-disk frame, atomic writes (all or none)."""
+    from magjax import predict  # pylint: disable=g-import-not-at-top
+    start = time.perf_counter()
+    header = predict.output_header(
+        item.header, model=str(self.config.model.name), step=self.step,
+        cfg_hash=self.cfg_hash, trained_synthetic=self.trained_synthetic,
+        src_file=item.path, samples=self.samples, tile=self.tile,
+        overlap=self.overlap, route=item.route)
+    predict.write_all(item.output, item.disk_output, mean, std, header,
+                      item.smap)
+    item.smap = item.x = item.tiled = None  # free memory early
+    item.seconds['write'] = time.perf_counter() - start
+    return header
+
+  # --------------------------------------------------------------- run
+
+  def complete(self, item):
+    """True when the outputs of `item` exist for this checkpoint."""
+    from astropy.io import fits  # pylint: disable=g-import-not-at-top
+    paths = [item.output] + ([item.disk_output] if item.disk_output else [])
+    try:
+      headers = [fits.getheader(p) for p in paths]
+    except (OSError, ValueError):  # missing or unreadable: do it again
+      return False
+    return all(h.get('CKPTSTEP') == self.step
+               and h.get('CFGHASH') == self.cfg_hash
+               and h.get('SRC_FILE') == os.path.basename(item.path)
+               and h.get('NSAMPLES') == self.samples for h in headers)
+
+  def run(self, items, index, strict=False, progress=None):
+    """Runs every item; with `strict` (one input) a failure raises."""
+    todo = []
+    for item in items:
+      if not strict and self.complete(item):
+        index.record(item, 'exists', 'outputs complete for this checkpoint')
+      else:
+        todo.append(item)
+    pending = collections.deque()  # (item, tile index, tile)
+    with concurrent.futures.ThreadPoolExecutor(1) as readers, \
+        concurrent.futures.ThreadPoolExecutor(1) as writers:
+      writes = collections.deque()
+
+      def written(item, future):
+        try:
+          header = future.result()
+        except UserError as e:
+          if strict:
+            raise
+          item.error = one_line(e)
+          index.record(item, 'failed', item.error)
+        else:
+          index.record(item, 'ok', header=header)
+        if progress:
+          progress.update(index.counts)
+
+      def done(item, mean, std=None):
+        writes.append((item, writers.submit(self.finish, item, mean, std)))
+        while writes and (writes[0][1].done() or len(writes) > PREFETCH):
+          written(*writes.popleft())
+
+      def run_batches(force):
+        while len(pending) >= self.fn.batch_size or (force and pending):
+          chunk = [pending.popleft() for _ in range(min(
+              self.fn.batch_size, len(pending)))]
+          start = time.perf_counter()
+          out = self.fn(np.stack([tile for _, _, tile in chunk]))
+          share = (time.perf_counter() - start) / len(chunk)
+          for (item, i, _), o in zip(chunk, out):
+            item.tiled.add(i, o)
+            item.seconds['infer'] += share
+            if not item.tiled.pending:
+              done(item, self.to_gauss(item.tiled.result(), item.valid))
+
+      queue = collections.deque()
+      feed = iter(todo)
+
+      def submit_next():
+        item = next(feed, None)
+        if item is not None:
+          queue.append(readers.submit(self.prepare, item))
+
+      for _ in range(PREFETCH):
+        submit_next()
+      if todo:
+        self.ready()  # while the first inputs are read
+      while queue:
+        item = queue.popleft().result()
+        submit_next()
+        if item.error:
+          if strict:
+            raise UserError(item.error)
+          index.record(item, 'failed', item.error)
+          if progress:
+            progress.update(index.counts)
+          continue
+        if self.samples:
+          try:
+            mean, std = self.sample(item)
+          except UserError as e:
+            if strict:
+              raise
+            index.record(item, 'failed', one_line(e))
+            continue
+          done(item, mean, std)
+          continue
+        for i, tile in enumerate(item.tiled.tiles()):
+          pending.append((item, i, tile))
+        run_batches(force=False)
+      run_batches(force=True)
+      while writes:
+        written(*writes.popleft())
+    if progress:
+      progress.update(index.counts, final=True)
+    return index.counts
+
+  def to_gauss(self, pred, valid):
+    from magjax.evaluation import inference  # pylint: disable=g-import-not-at-top
+    mean = inference.to_gauss(pred, self.config)
+    return np.where(valid, mean, np.nan).astype(np.float32)
