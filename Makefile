@@ -60,7 +60,8 @@ $(TORCH_STAMP):
 	python3 -m venv .venv-torch && .venv-torch/bin/pip install torch==2.13.0 numpy
 	touch $(TORCH_STAMP)
 
-# JAX vs PyTorch train steps, input pipeline, data prep (magjax/bench_suite.py;
+# JAX vs PyTorch train steps and inference, input pipeline, data prep, batch
+# predict (tools/bench_suite.py;
 # about 30 minutes on 2 cores with 2 passes: run it on a quiet machine). Builds the data
 # set first only when it is missing.
 bench: install bench-venv

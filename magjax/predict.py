@@ -523,13 +523,16 @@ def predict_many(workdir, specs, out_dir, step=None, samples=0,
   wall = time.perf_counter() - start
   seconds = {k: sum(i.seconds[k] for i in items) for k in
              ('read', 'infer', 'write')}
-  limit = max(seconds, key=seconds.get)
+  readers = min(predict_batch.READERS, max(1, len(items)))
+  limit = max(seconds, key=lambda k: seconds[k] / (readers if k == 'read'
+                                                   else 1))
   log(f'predict: {counts["ok"]} written, {counts["exists"]} already done, '
       f'{counts["failed"]} failed of {len(items) + len(missing)} inputs in '
       f'{wall:.1f} s ({60 * counts["ok"] / wall:.1f} files/min); reading+'
-      f'calibrating+patching {seconds["read"]:.1f} s, inference '
-      f'{seconds["infer"]:.1f} s, writing {seconds["write"]:.1f} s: limited '
-      f'by {_STAGES[limit]}; index {index_path(out_dir)}')
+      f'calibrating+patching {seconds["read"]:.1f} s on {readers} threads, '
+      f'inference {seconds["infer"]:.1f} s, writing '
+      f'{seconds["write"]:.1f} s: limited by {_STAGES[limit]}; index '
+      f'{index_path(out_dir)}')
   return 1 if counts['failed'] else 0
 
 

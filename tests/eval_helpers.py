@@ -64,3 +64,16 @@ def tiny_config(variant='rhp'):
   config.eval_batch_size = 64
   config.eval_keep_samples = 2
   return config
+
+
+def predict_workdir(root, step, **overrides):
+  """A workdir under `root` holding checkpoint `step` of a :tiny RHP with
+  predict's test settings (64^2 tiles, overlap 16) and `overrides`."""
+  config = tiny_config('rhp')
+  config.crop_size = 64
+  config.eval_tile_overlap = 16
+  for key, value in overrides.items():
+    setattr(config, key, value)
+  workdir = str(root / 'runs' / 'rhp')
+  save_checkpoint(workdir, config, step=step)
+  return workdir, config

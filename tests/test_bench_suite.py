@@ -16,6 +16,16 @@ JAX_MS = {('pix2pix', 256): 1000.0, ('rhp', 256): 800.0,
           ('pix2pix', 512): 4000.0, ('rhp', 512): 5000.0}
 
 
+PREDICT = {'workdir': 'runs/rhp', 'files': 20, 'size': 1024, 'batch': 8,
+           'one_file_cold_s': 11.0, 'one_file_warm_s': 4.5,
+           'one_file_peak_rss_mb': {'cold': 1000.0, 'warm': 800.0},
+           'batch_wall_s': 60.0, 'files_per_min': 20.0,
+           'batch_peak_rss_mb': 1200.0,
+           'seconds': {'read': 30.0, 'infer': 50.0, 'write': 5.0},
+           'readers': 2,
+           'limited_by': 'infer', 'summary': 'predict: ...'}
+
+
 class FakeRunner:
   """Records each command and answers it as the real benchmark would."""
 
@@ -38,6 +48,16 @@ class FakeRunner:
                          'dataset_full_name': 'sdo_ar/synthetic/2.0.0'})
     if 'tools.prep_bench' in cmd:
       return 'noise\n' + json.dumps({'seconds_per_pair': 2.5}) + '\n'
+    if 'tools.infer_bench' in cmd or 'tools/torch_infer.py' in cmd:
+      batch = int(cmd[cmd.index('--batch') + 1])
+      jax = 'tools.infer_bench' in cmd
+      rate = (2.0 if jax else 1.0) * (1.5 if batch == 8 else 1.0)
+      return json.dumps({'framework': 'jax' if jax else 'pytorch',
+                         'patches_per_s': rate, 'tiles_per_s': 4 * rate,
+                         'tile': 512, 'tiles_per_patch': 4,
+                         'peak_rss_mb': 900.0 if jax else 700.0})
+    if 'tools.predict_bench' in cmd:
+      return json.dumps(PREDICT)
     size = int(cmd[cmd.index('--size') + 1])
     if 'tools.bench' in cmd:
       model = cmd[3].split('/')[-1][:-len('.py')]  # --config=configs/<m>.py
@@ -76,9 +96,10 @@ def fixture_paths(tmp_path):
   return ['--torch-python', str(python), '--torch-ref', str(ref)]
 
 
-def _suite(paths, runner, *args):
+def _suite(paths, runner, *args, sections=('train', 'input')):
   return bench_suite.main([*paths, '--sizes', '256', '512', '--models',
-                           'pix2pix', 'rhp', *args], runner=runner)
+                           'pix2pix', 'rhp', '--sections', *sections,
+                           *args], runner=runner)
 
 
 def test_last_json_line_wins_and_non_json_lines_are_skipped():
@@ -260,3 +281,43 @@ def test_input_bench_on_a_tiny_sdo_ar_build(tmp_path, capsys):
   assert result['images_per_s'] == pytest.approx(
       3 * result['batches_per_s'], rel=1e-2)
   assert result['ms_per_batch_min'] <= result['ms_per_batch_median']
+
+
+def test_inference_alternates_frameworks_and_prints_both_tables(
+    paths, capsys, tmp_path):
+  runner = FakeRunner()
+  out = tmp_path / 'results.json'
+  assert _suite(paths, runner, '--passes', '2', '--json-out', str(out),
+                sections=('inference', 'predict')) == 0
+  infer = [('jax' if 'tools.infer_bench' in c else 'pytorch',
+            c[c.index('--batch') + 1]) for c in runner.calls
+           if 'tools.infer_bench' in c or 'tools/torch_infer.py' in c]
+  # 2 configs x 2 batches x 2 frameworks, then the same reversed
+  assert len(infer) == 16 and infer[:2] == [('pytorch', '1'), ('jax', '1')]
+  assert infer[8:] == infer[:8][::-1]
+  torch_cmd = next(c for c in runner.calls if 'tools/torch_infer.py' in c)
+  # the paper-size RHP: the config's architecture, tiles and patch
+  for flag, value in (('--ngf', '64'), ('--num-downs', '8'),
+                      ('--tile', '512'), ('--overlap', '64'),
+                      ('--height', '800'), ('--width', '900')):
+    assert torch_cmd[torch_cmd.index(flag) + 1] == value, flag
+  text = capsys.readouterr().out
+  assert '## Inference' in text and '## Batch predict, end to end' in text
+  assert '| paper RHP | 512² | 4 | 8 | 1.500 | 3.000 | 2.00 |' in text, text
+  assert '20.0 files/min' in text and 'limited by | inference' in text
+  assert '4.50 s (800 MB)' in text
+  results = json.loads(out.read_text())
+  assert results['batch_predict']['files_per_min'] == 20.0
+  assert len(results['inference']['rows']) == 4
+
+
+def test_infer_bench_times_whole_patches_of_the_config(capsys):
+  from tools import infer_bench  # pylint: disable=g-import-not-at-top
+  assert infer_bench.main(['--config=configs/rhp.py:tiny', '--batch', '2',
+                           '--repeats', '1', '--warmup', '0']) == 0
+  result = bench_suite.last_json(capsys.readouterr().out)
+  assert result['framework'] == 'jax' and result['batch'] == 2
+  assert result['tiles_per_patch'] > 1 and result['patches_per_s'] > 0
+  assert result['tiles_per_s'] == pytest.approx(
+      result['patches_per_s'] * result['tiles_per_patch'], rel=0.01)
+  assert result['peak_rss_mb'] > 0

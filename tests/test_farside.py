@@ -22,11 +22,7 @@ STEP = 3
 @pytest.fixture(scope='module')
 def setup(tmp_path_factory):
   root = tmp_path_factory.mktemp('farside')
-  workdir = str(root / 'runs' / 'rhp')
-  config = eval_helpers.tiny_config('rhp')
-  config.crop_size = 64
-  config.eval_tile_overlap = 16
-  eval_helpers.save_checkpoint(workdir, config, step=STEP)
+  workdir, _ = eval_helpers.predict_workdir(root, STEP)
   euvi = synthesize.synthesize_frame('2012-11-20T00:00:00', 256, 0,
                                      str(root / 'raw'), 'stereo-a')[0]
   return {'root': root, 'workdir': workdir, 'euvi': str(euvi)}

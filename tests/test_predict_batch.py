@@ -25,12 +25,7 @@ TIMES = ('2012-10-05T00:00:00', '2012-10-06T00:00:00', '2012-10-07T00:00:00')
 @pytest.fixture(scope='module')
 def setup(tmp_path_factory):
   root = tmp_path_factory.mktemp('batch')
-  workdir = str(root / 'runs' / 'rhp')
-  config = eval_helpers.tiny_config('rhp')
-  config.crop_size = 64
-  config.eval_tile_overlap = 16
-  config.eval_batch_size = 4
-  eval_helpers.save_checkpoint(workdir, config, step=STEP)
+  workdir, _ = eval_helpers.predict_workdir(root, STEP, eval_batch_size=4)
   raw = root / 'raw'
   aia = [synthesize.synthesize_pair(t, 256, 0, str(raw))[0] for t in TIMES]
   euvi = synthesize.synthesize_frame(TIMES[0], 256, 0, str(raw),

@@ -1,4 +1,5 @@
-"""The benchmark suite: magjax against PyTorch, the input pipeline, data prep.
+"""The benchmark suite: magjax against PyTorch (training and inference),
+the input pipeline, data prep, batch predict.
 
   python -m tools.bench_suite [--sizes 256 512] [--models pix2pix cat rhp] \
       [--steps 5] [--warmup 2] [--passes 1] [--threads N] \
@@ -16,6 +17,12 @@ its output parsed):
    before PyTorch); the table gives the median over passes.
 2. `python -m tools.input_bench` (the paper config: crop 512, batch 32 and
    batch 1) and `python -m tools.prep_bench` (seconds per 4096^2 pair).
+3. Inference (tools/infer_suite.py): whole patches and tiles per second of
+   the paper-size and the demo's RHP generator, batch 1 and 8, JAX beside
+   PyTorch's eval-mode forward, alternating, peak memory per process.
+4. `python -m tools.predict_bench`: batch predict's files/minute with its
+   time split, one-file predict cold and warm.
+`--sections` picks some of train, input, inference, predict.
 
 N (--threads) defaults to the cores this process may run on, which is what
 JAX uses; a smaller N pins every subprocess to N cores (taskset). The
@@ -38,6 +45,7 @@ import time
 from importlib import metadata
 
 from magjax_common import fileio
+from tools import infer_suite
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_TORCH_PYTHON = os.path.join(ROOT, '.venv-torch', 'bin', 'python')
@@ -49,6 +57,7 @@ INPUT_CROP = 512
 INPUT_BATCHES = (1, 32)
 LOAD_WARNING = 1.5  # 1-minute load average above which timings are suspect
 FRAMEWORKS = ('pytorch', 'jax')
+SECTIONS = ('train', 'input', 'inference', 'predict')
 
 
 class SuiteError(Exception):
@@ -349,6 +358,11 @@ def parse_args(argv):
                  '../shared/bench/torch_ref.py from the repository root)')
   p.add_argument('--json-out', default=None,
                  help='write all results as JSON here (atomic)')
+  p.add_argument('--sections', nargs='+', choices=SECTIONS,
+                 default=list(SECTIONS),
+                 help='what to run (default: all)')
+  p.add_argument('--predict-files', type=int, default=20,
+                 help='files of the batch predict benchmark')
   args = p.parse_args(argv)
   available = len(os.sched_getaffinity(0))
   if args.threads is None:
@@ -360,6 +374,92 @@ def parse_args(argv):
   if args.threads < available and not shutil.which('taskset'):
     p.error('--threads below the available cores needs taskset')
   return args
+
+
+def _timed_run(attempt, prefix, cmd, fields):
+  """`fields` + the command, its wall time and its parsed result."""
+  start = time.monotonic()
+  result = attempt(cmd)
+  return {**fields, 'command': shlex.join(prefix + cmd),
+          'wall_s': round(time.monotonic() - start, 1), 'result': result}
+
+
+def _train_section(args, prefix, attempt):
+  """Train steps, batch 1, JAX beside PyTorch; (runs, rows)."""
+  runs = []
+  order = run_order(args.sizes, args.models, args.passes)
+  for i, (k, size, model, framework) in enumerate(order, 1):
+    run = _timed_run(attempt, prefix, step_command(args, framework, model,
+                                                   size),
+                     {'pass': k, 'framework': framework, 'model': model,
+                      'size': size})
+    runs.append(run)
+    if run['result'] is not None:
+      _progress(f'[{i}/{len(order)}] {framework} {model} {size}: '
+                f'{run["result"].get("ms_per_step_median")} ms/step')
+  rows = summarize_steps(runs, args.sizes, args.models)
+  passes = f', median of {args.passes} passes' if args.passes > 1 else ''
+  print(f'\n## Train step, batch 1 ({args.steps} timed after {args.warmup} '
+        f'warm-up steps{passes})\n')
+  print(steps_table(rows))
+  print('\nPyTorch/JAX > 1: JAX is faster. Model GFLOP: XLA\'s count for '
+        'the step with direct convolutions (what PyTorch executes); executed: '
+        'the compiled step\'s (Winograd convolutions execute fewer). FLOP/s '
+        '/ matmul peak: per second over the float32 matmul rate measured in '
+        'the same JAX run.')
+  sys.stdout.flush()
+  return runs, rows
+
+
+def _input_section(attempt, rows):
+  """The input pipeline and data prep; (results, rows, prep)."""
+  input_results = []
+  for batch in INPUT_BATCHES:
+    cmd = [sys.executable, '-m', 'tools.input_bench',
+           f'--config={INPUT_CONFIG}', '--batch', str(batch),
+           '--crop', str(INPUT_CROP)]
+    input_results.append((batch, attempt(cmd)))
+  prep = attempt([sys.executable, '-m', 'tools.prep_bench'])
+  input_rows = summarize_input(input_results, rows)
+  print('\n## Input pipeline and data prep\n')
+  print(input_table(input_rows, prep))
+  return input_results, input_rows, prep
+
+
+def _inference_section(args, prefix, attempt):
+  """Generator inference, JAX beside PyTorch (tools/infer_suite.py)."""
+  runs = []
+  sequence = infer_suite.order(args.passes)
+  for i, (k, label, path, batch, framework) in enumerate(sequence, 1):
+    cmd = infer_suite.command(args, sys.executable, framework, path, batch)
+    run = _timed_run(attempt, prefix, cmd,
+                     {'pass': k, 'label': label, 'config': path,
+                      'batch': batch, 'framework': framework})
+    runs.append(run)
+    if run['result'] is not None:
+      _progress(f'[{i}/{len(sequence)}] inference {framework} {label} batch '
+                f'{batch}: {run["result"].get("patches_per_s")} patches/s')
+  rows = infer_suite.summarize(runs)
+  passes = f', median of {args.passes} passes' if args.passes > 1 else ''
+  print(f'\n## Inference: whole patches, eval mode, random weights{passes}'
+        '\n')
+  print(infer_suite.table(rows, markdown_table))
+  print('\nJAX/PyTorch > 1: JAX is faster. A pass generates '
+        f'{infer_suite.PATCHES} whole patches whose tiles share batches (the '
+        'last batch padded), as batch predict does; overlap: '
+        'config.eval_tile_overlap.')
+  sys.stdout.flush()
+  return runs, rows
+
+
+def _predict_section(args, attempt):
+  """End-to-end batch predict and one-file cold / warm."""
+  result = attempt([sys.executable, '-m', 'tools.predict_bench', '--files',
+                    str(args.predict_files)])
+  print('\n## Batch predict, end to end\n')
+  print(infer_suite.predict_table(result, markdown_table))
+  sys.stdout.flush()
+  return result
 
 
 def main(argv=None, runner=run_command):
@@ -405,41 +505,16 @@ def main(argv=None, runner=run_command):
           '(PyTorch runs 3-4x slower when a thread is descheduled)')
   sys.stdout.flush()
 
-  runs = []
-  order = run_order(args.sizes, args.models, args.passes)
-  for i, (k, size, model, framework) in enumerate(order, 1):
-    cmd = step_command(args, framework, model, size)
-    start = time.monotonic()
-    result = attempt(cmd)
-    runs.append({'pass': k, 'framework': framework, 'model': model,
-                 'size': size, 'command': shlex.join(prefix + cmd),
-                 'wall_s': round(time.monotonic() - start, 1),
-                 'result': result})
-    if result is not None:
-      _progress(f'[{i}/{len(order)}] {framework} {model} {size}: '
-                f'{result.get("ms_per_step_median")} ms/step')
-  rows = summarize_steps(runs, args.sizes, args.models)
-  passes = f', median of {args.passes} passes' if args.passes > 1 else ''
-  print(f'\n## Train step, batch 1 ({args.steps} timed after {args.warmup} '
-        f'warm-up steps{passes})\n')
-  print(steps_table(rows))
-  print('\nPyTorch/JAX > 1: JAX is faster. Model GFLOP: XLA\'s count for '
-        'the step with direct convolutions (what PyTorch executes); executed: '
-        'the compiled step\'s (Winograd convolutions execute fewer). FLOP/s '
-        '/ matmul peak: per second over the float32 matmul rate measured in '
-        'the same JAX run.')
-  sys.stdout.flush()
-
-  input_results = []
-  for batch in INPUT_BATCHES:
-    cmd = [sys.executable, '-m', 'tools.input_bench',
-           f'--config={INPUT_CONFIG}', '--batch', str(batch),
-           '--crop', str(INPUT_CROP)]
-    input_results.append((batch, attempt(cmd)))
-  prep = attempt([sys.executable, '-m', 'tools.prep_bench'])
-  input_rows = summarize_input(input_results, rows)
-  print('\n## Input pipeline and data prep\n')
-  print(input_table(input_rows, prep))
+  runs, rows, input_results, input_rows, prep = [], [], [], [], None
+  if 'train' in args.sections:
+    runs, rows = _train_section(args, prefix, attempt)
+  if 'input' in args.sections:
+    input_results, input_rows, prep = _input_section(attempt, rows)
+  infer_runs, infer_rows, predict = [], [], None
+  if 'inference' in args.sections:
+    infer_runs, infer_rows = _inference_section(args, prefix, attempt)
+  if 'predict' in args.sections:
+    predict = _predict_section(args, attempt)
   load_end = _load()
   print('\nload average at end (includes this suite\'s own runs): '
         + ' '.join(f'{x:.2f}' for x in load_end))
@@ -457,7 +532,9 @@ def main(argv=None, runner=run_command):
         'input_pipeline': {
             'config': INPUT_CONFIG, 'rows': input_rows,
             'results': [r for _, r in input_results]},
-        'data_prep': prep, 'errors': errors,
+        'data_prep': prep, 'inference': {'runs': infer_runs,
+                                         'rows': infer_rows},
+        'batch_predict': predict, 'errors': errors,
     }
     with fileio.atomic_write(args.json_out, 'w') as f:
       json.dump(results, f, indent=2)
