@@ -140,6 +140,7 @@ def test_frame_disk_needs_a_full_disk_input(setup, tmp_path, capsys):
   assert os.listdir(tmp_path) == ['p.fits']
 
 
+@pytest.mark.slow  # ~20 s: five views synthesised and predicted twice
 def test_farside_validation_scores_every_view_with_and_without_calibration(
     setup):
   from tools import farside_validation

@@ -1,6 +1,8 @@
 """Per-layer convolution timings: the evidence behind kernels/policy.py.
 
   python -m tools.bench_layers --config=configs/pix2pix.py --size 512
+  python -m tools.bench_layers --config=configs/rhp.py --size 512 \
+      --batch 8 --forward          (the generator's inference)
 
 For every convolution of the generator and the discriminator (shapes from
 the config at batch 1, or --batch), times forward + backward (gradients of
@@ -58,8 +60,9 @@ def _apply_fn(kind, method, stride):
   return lambda x, k: kernels.conv(x, k, stride, 1, method)
 
 
-def time_layer(kind, method, x_shape, cout, stride, repeats):
-  """Median seconds of one jitted forward + backward."""
+def time_layer(kind, method, x_shape, cout, stride, repeats, forward=False):
+  """Median seconds of one jitted forward + backward (`forward`: forward
+  only, as inference runs it)."""
   rng = np.random.default_rng(0)
   cin = x_shape[-1]
   k_shape = ((cin, 4, 4, cout) if kind == 'conv_transpose'
@@ -67,8 +70,8 @@ def time_layer(kind, method, x_shape, cout, stride, repeats):
   x = jnp.asarray(rng.standard_normal(x_shape), jnp.float32)
   kernel = jnp.asarray(0.02 * rng.standard_normal(k_shape), jnp.float32)
   fn = _apply_fn(kind, method, stride)
-  step = jax.jit(jax.grad(lambda a, k: jnp.sum(fn(a, k) ** 2),
-                          argnums=(0, 1)))
+  step = jax.jit(fn if forward else jax.grad(
+      lambda a, k: jnp.sum(fn(a, k) ** 2), argnums=(0, 1)))
   jax.block_until_ready(step(x, kernel))
   times = []
   for _ in range(repeats):
@@ -84,15 +87,20 @@ def main(argv=None):
   p.add_argument('--size', type=int, default=256)
   p.add_argument('--batch', type=int, default=1)
   p.add_argument('--repeats', type=int, default=5)
+  p.add_argument('--forward', action='store_true',
+                 help="the generator's layers forward only (inference)")
   args = p.parse_args(argv)
   host_memory.tune_malloc()
   model = config_utils.load_config_file(args.config).model
-  print('| layer | input | Cout | stride | auto picks | ms per method '
-        '(forward + backward) | best |')
+  what = 'forward' if args.forward else 'forward + backward'
+  print(f'| layer | input | Cout | stride | auto picks | ms per method '
+        f'({what}) | best |')
   print('|---|---|---|---|---|---|---|')
   totals = {}
   for name, kind, x_shape, cout, stride in conv_layers(
       model, args.size, args.batch):
+    if args.forward and not name.startswith('G '):
+      continue  # inference runs the generator alone
     _, h, w, cin = x_shape
     policy = kernels.Policy()
     if kind == 'conv_transpose':
@@ -100,7 +108,8 @@ def main(argv=None):
     else:
       auto = policy.conv_method(x_shape, 4, stride, 1, cout)
     methods = kernels.METHODS
-    ms = {m: 1e3 * time_layer(kind, m, x_shape, cout, stride, args.repeats)
+    ms = {m: 1e3 * time_layer(kind, m, x_shape, cout, stride, args.repeats,
+                              args.forward)
           for m in methods}
     best = min(ms, key=ms.get)
     for key, value in (('auto', ms[auto]), ('best', ms[best]),
