@@ -33,7 +33,7 @@ LAYERS = (
     ('magjax.kernels',),
     ('magjax.models',),
     ('magjax', 'magjax.config_utils', 'magjax.input_pipeline',
-     'magjax.compile_cache',
+     'magjax.compile_cache', 'magjax.workdir_lock',
      'magjax.datasets', 'magjax.checkpoints', 'magjax.cli',
      'magjax.host_memory', 'configs'),
     ('magjax.evaluation',),

@@ -43,6 +43,7 @@ import numpy as np
 from magjax import checkpoints
 from magjax import config_utils
 from magjax import input_pipeline
+from magjax import workdir_lock
 from magjax.evaluation import evaluate
 from magjax.evaluation import inference
 from magjax.training import steps
@@ -439,9 +440,17 @@ def _stop_reason(stop, deadline, config):
 
 
 def run(config, workdir, source=None, eval_source=None):
-  """train_and_evaluate with one-line errors; returns the exit code."""
+  """train_and_evaluate with one-line errors, holding the workdir's run
+  lock (magjax/workdir_lock.py; process 0 of a multi-host run); returns
+  the exit code."""
   try:
-    train_and_evaluate(config, workdir, source, eval_source)
+    maybe_initialize_distributed(config)  # before jax.process_index()
+    with workdir_lock.WorkdirLock(workdir,
+                                  enabled=jax.process_index() == 0) as lock:
+      if lock.took_over:
+        _print(f'note: took over the lock of a run that is gone: '
+               f'{workdir_lock.describe(lock.took_over)}')
+      train_and_evaluate(config, workdir, source, eval_source)
   except UserError as e:
     return fail(e) if jax.process_index() == 0 else EXIT_USAGE
   except NonFiniteLossError as e:

@@ -213,3 +213,36 @@ def test_nan_batch_stops_naming_the_step_or_is_skipped(tmp_path, env):
                 recovered=int(intact) + int(finite),
                 lost=int(not intact) + int(not finite))
   assert intact and finite and int(final['.step']) == 4
+
+
+def test_a_busy_workdir_refuses_a_second_run_and_a_killed_ones_lock_is_taken(
+    tmp_path, env):
+  """Two runs in one workdir: the second stops with one line naming the
+  first; after the first is SIGKILLed, a third takes its lock over and
+  finishes."""
+  workdir = tmp_path / 'run'
+  lock = workdir / 'run.lock'
+  spec = {'slow': 0.5, 'overrides': dict(OVERRIDES, num_train_steps=4)}
+  with _child(workdir, spec, env, tmp_path / 'a.log') as first:
+    deadline = time.time() + 120
+    while not lock.exists() and time.time() < deadline:
+      time.sleep(0.1)
+    assert lock.exists(), (tmp_path / 'a.log').read_text()[-2000:]
+    with _child(workdir, spec, env, tmp_path / 'b.log') as second:
+      code = second.wait(timeout=300)
+    text = (tmp_path / 'b.log').read_text().strip().splitlines()
+    refused = (code == 2 and len(text) == 1 and 'in use by' in text[0]
+               and f'pid {first.pid}' in text[0])
+    first.kill()
+    first.wait()
+  spec = {'overrides': dict(OVERRIDES, num_train_steps=4)}
+  with _child(workdir, spec, env, tmp_path / 'c.log') as third:
+    code = third.wait(timeout=300)
+  log = (tmp_path / 'c.log').read_text()
+  finished = code == 0 and _latest(workdir) == 4
+  ledger.record('train: workdir in use, lock of a killed run', faults=2,
+                recovered=int(finished), lost=int(not finished),
+                bad_inputs=1, clear_errors=int(refused))
+  assert refused, text
+  assert finished and 'took over the lock' in log, log[-2000:]
+  assert not lock.exists()
