@@ -311,6 +311,7 @@ def test_inference_alternates_frameworks_and_prints_both_tables(
   assert len(results['inference']['rows']) == 4
 
 
+@pytest.mark.slow  # ~13 s: compiles the :tiny generator
 def test_infer_bench_times_whole_patches_of_the_config(capsys):
   from tools import infer_bench  # pylint: disable=g-import-not-at-top
   assert infer_bench.main(['--config=configs/rhp.py:tiny', '--batch', '2',
