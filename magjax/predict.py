@@ -492,6 +492,7 @@ def predict_many(workdir, specs, out_dir, step=None, samples=0,
   _check_samples(samples)
   step = checkpoints.find_step(workdir, step)
   inputs, missing = predict_batch.expand_inputs(specs)
+  inputs = predict_batch.without_outputs(inputs, out_dir)
   if not inputs:
     raise UserError(f'no input file: {missing[0][0]}: {missing[0][1]}'
                     if missing else 'no input file')

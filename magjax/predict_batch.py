@@ -78,6 +78,15 @@ def expand_inputs(specs):
   return sorted(set(found)), missing
 
 
+def without_outputs(inputs, out_dir):
+  """`inputs` less this command's own outputs in `out_dir` (an output
+  directory inside an input directory is searched too)."""
+  out_dir = os.path.abspath(out_dir)
+  own = (OUTPUT_SUFFIX + '.fits', OUTPUT_SUFFIX + '_disk.fits')
+  return [p for p in inputs if not (
+      os.path.dirname(os.path.abspath(p)) == out_dir and p.endswith(own))]
+
+
 def is_batch(specs, output):
   """Batch mode: several inputs, a directory or pattern, or an output
   that is an existing directory; else one file to one file, as before."""
@@ -319,9 +328,9 @@ class Runner:
           written(*writes.popleft())
 
       def run_batches(force):
-        while len(pending) >= self.fn.batch_size or (force and pending):
+        while len(pending) >= self.batch or (force and pending):
           chunk = [pending.popleft() for _ in range(min(
-              self.fn.batch_size, len(pending)))]
+              self.batch, len(pending)))]
           start = time.perf_counter()
           out = self.fn(np.stack([tile for _, _, tile in chunk]))
           share = (time.perf_counter() - start) / len(chunk)

@@ -196,3 +196,15 @@ def test_cache_settings_resolve_and_an_unusable_directory_costs_only_the_cache(
   assert compile_cache.configure(str(blocker / 'cache'),
                                  log=messages.append) is None
   assert len(messages) == 1 and 'compiling without it' in messages[0]
+
+
+def test_outputs_written_into_the_input_directory_are_not_inputs(
+    setup, tmp_path, capsys):
+  inputs = tmp_path / 'mixed'
+  inputs.mkdir()
+  shutil.copy(setup['aia'][0], inputs / os.path.basename(setup['aia'][0]))
+  for _ in range(2):
+    assert predict.main(['--workdir', setup['workdir'], '--input',
+                         str(inputs), '--output', str(inputs)]) == 0
+  assert '0 written, 1 already done, 0 failed of 1 inputs' in (
+      capsys.readouterr().out)
