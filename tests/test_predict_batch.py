@@ -161,6 +161,7 @@ def _entries(directory):
   return sorted(p for p in os.listdir(directory) if not p.startswith('.'))
 
 
+@pytest.mark.slow  # ~17 s: two predict processes
 def test_a_second_predict_compiles_nothing_new(setup, tmp_path):
   cache = tmp_path / 'jax-cache'
   args = ['--workdir', setup['workdir'], '--input', setup['aia'][0],

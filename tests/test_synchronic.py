@@ -537,6 +537,7 @@ def _cli(*args):
                         timeout=300)
 
 
+@pytest.mark.slow  # ~6 s: a subprocess at the default 0.2 deg scale
 def test_the_command_line_writes_the_default_map_and_figure(inputs, tmp_path):
   out = tmp_path / 'sync.fits'
   start = time.monotonic()
