@@ -4,7 +4,9 @@ Stateless by construction: the global batch of step `s` is a pure function of
 (config.seed, s). Example order comes from one permutation per epoch (seeded
 by (seed, epoch)), crop offsets from a generator seeded by (seed, s, row), so
 a resumed run needs no data state beyond the step it restarts from, and any
-process can compute its own rows of any step.
+process can compute its own rows of any step. Where the crops are cut (from
+the source, or from normalised patches cached in host or device memory:
+config.input_cache, magjax/input_cache.py) changes the speed, not the batch.
 
 A *source* is any random-access sequence (`len`, `__getitem__`) of dicts with
 'aia', 'hmi' (H, W, 1) float and 'mask' (H, W, 1) bool: the `sdo_ar` TFDS
@@ -18,6 +20,7 @@ import threading
 import jax
 import numpy as np
 
+from magjax import input_cache
 from magjax_common.errors import UserError, one_line
 
 # The sdo_ar version of a checkpoint whose config does not record one.
@@ -119,9 +122,17 @@ def preprocess(example, top, left, config):
   """
   size = config.crop_size
   window = np.s_[top:top + size, left:left + size]
-  mask = np.asarray(example['mask'][window], bool)
-  aia = np.asarray(example['aia'][window], np.float32)
-  hmi = normalize_hmi(np.asarray(example['hmi'][window], np.float32), config)
+  return normalized({key: example[key][window]
+                     for key in ('aia', 'hmi', 'mask')}, config)
+
+
+def normalized(example, config):
+  """{'aia', 'hmi'}: the example's planes scaled to [-1, 1], masked pixels
+  filled (preprocess without the crop: the scaling is per pixel, so a crop
+  of this equals preprocess of the crop)."""
+  mask = np.asarray(example['mask'], bool)
+  aia = np.asarray(example['aia'], np.float32)
+  hmi = normalize_hmi(np.asarray(example['hmi'], np.float32), config)
   return {
       'aia': network_input(aia, mask, config),
       'hmi': np.where(mask, hmi, np.float32(config.hmi_fill)).astype(
@@ -253,21 +264,86 @@ def to_global(batch, sharding):
       lambda x: jax.make_array_from_process_local_data(sharding, x), batch)
 
 
-def batches(source, config, start_step, end_step, sharding=None):
+class Feed:
+  """Where a step's crops are cut (config.input_cache, input_cache.py):
+  from the source itself ('off'), from normalised patches in host memory
+  ('host') or on the devices ('device'; needs a sharding).
+
+  Attributes:
+    mode: 'off', 'host' or 'device'.
+    cache: the PatchCache, or None ('off').
+    device: the DeviceCrops, or None.
+  """
+
+  def __init__(self, source, config, sharding=None, backend=None):
+    """Fills the cache the config asks for (every example decoded once).
+
+    Raises:
+      UserError: a bad input_cache setting, or one whose cache would
+        exceed input_cache_max_mb.
+    """
+    backend = backend or jax.default_backend()
+    self.mode = input_cache.resolve_mode(
+        config.input_cache, config.input_cache_max_mb, len(source),
+        image_shape(source), backend)
+    if self.mode == 'device' and sharding is None:
+      self.mode = 'host'  # NumPy batches were asked for
+    self.cache = self.device = None
+    if self.mode != 'off':
+      self.cache = input_cache.PatchCache(
+          source, lambda example: normalized(example, config))
+    if self.mode == 'device':
+      self.device = input_cache.DeviceCrops(self.cache, config.crop_size,
+                                            sharding)
+      self.cache = _Dropped(self.cache)  # the devices hold it now
+
+  def host_megabytes(self):
+    """MiB of host memory the cache holds (0 off and on the device)."""
+    if self.mode != 'host':
+      return 0.0
+    return self.cache.nbytes / 2 ** 20
+
+  def local_batch(self, source, sampler, step, config, process_index,
+                  process_count):
+    """This process's rows of `step`: NumPy arrays, or the global batch as
+    jax.Arrays for 'device'."""
+    if self.mode == 'off':
+      return local_batch(source, sampler, step, config, process_index,
+                         process_count)
+    per_process = config.batch_size // process_count
+    start = process_index * per_process
+    rows = sampler.rows(step, start, start + per_process)
+    if self.mode == 'device':
+      return self.device.crops(rows)
+    return self.cache.crops(rows, config.crop_size)
+
+
+class _Dropped:
+  """What is left of a PatchCache placed on the devices: its fill time."""
+
+  def __init__(self, cache):
+    self.fill_seconds = cache.fill_seconds
+    self.nbytes = cache.nbytes
+
+
+def batches(source, config, start_step, end_step, sharding=None, feed=None):
   """Yields (step, batch) for steps start_step..end_step-1.
 
   With a sharding, each batch is a global jax.Array built from this process's
   rows (jax.process_index/process_count); without, NumPy arrays of the whole
-  global batch.
+  global batch. `feed`: a Feed of this source and config (default: one made
+  here, before the first batch, which fills its cache).
   """
   sampler = BatchSampler(len(source), image_shape(source), config.batch_size,
                          config.crop_size, config.seed)
   index, count = ((jax.process_index(), jax.process_count())
                   if sharding is not None else (0, 1))
+  feed = feed or Feed(source, config, sharding)
   for step in range(start_step, end_step):
-    batch = local_batch(source, sampler, step, config, index, count)
-    yield step, (to_global(batch, sharding) if sharding is not None
-                 else batch)
+    batch = feed.local_batch(source, sampler, step, config, index, count)
+    if sharding is not None and feed.mode != 'device':
+      batch = to_global(batch, sharding)
+    yield step, batch
 
 
 # Written by hand: flax.jax_utils.prefetch_to_device is for pmap only, and a

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import train_helpers
 
+from magjax import input_cache
 from magjax import input_pipeline
 from magjax_common.errors import UserError
 
@@ -161,3 +162,48 @@ def test_binning_keeps_the_field_of_view_at_a_lower_resolution():
                              example['hmi'][4:8, 8:12, 0].mean(), rtol=1e-5)
   assert not binned['mask'][0, 0, 0] and binned['mask'][1:].all()
   assert binned['aia'][0, 0, 0] == 0.0  # an invalid block is zeroed
+
+
+@pytest.mark.parametrize('mode', ['host', 'device'])
+def test_cached_batches_equal_the_uncached_ones_bit_for_bit(config, mode):
+  source = train_helpers.memory_source(num_examples=5)
+  mesh = jax.sharding.Mesh(jax.devices(), ('data',))
+  sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('data'))
+  config.input_cache = 'off'
+  expected = _collect(source, config, 3, 7)
+  config.input_cache = mode
+  feed = input_pipeline.Feed(source, config, sharding)
+  assert feed.mode == mode
+  got = list(input_pipeline.batches(source, config, 3, 7, sharding, feed))
+  for (_, batch), ref in zip(got, expected):
+    for key in ('aia', 'hmi'):
+      assert batch[key].sharding == sharding
+      np.testing.assert_array_equal(np.asarray(batch[key]), ref[key])
+
+
+def test_a_nan_in_a_cached_patch_still_reaches_the_batch(config):
+  config.input_cache = 'host'
+  source = train_helpers.memory_source(nan_at=1)
+  step = next(s for s in range(6) if any(
+      i == 1 for i, _, _ in input_pipeline.BatchSampler(
+          3, (40, 48), 4, 16, config.seed).rows(s)))
+  batch = _collect(source, config, step, step + 1)[0]
+  assert np.isnan(batch['aia']).any()
+
+
+@pytest.mark.parametrize('mode,backend,max_mb,expected', [
+    ('auto', 'cpu', 100, 'host'), ('auto', 'gpu', 100, 'device'),
+    ('auto', 'tpu', 100, 'device'), ('auto', 'gpu', 1, 'off'),
+    ('off', 'gpu', 100, 'off'), ('host', 'gpu', 100, 'host')])
+def test_the_cache_mode_follows_the_backend_and_the_budget(
+    mode, backend, max_mb, expected):
+  # 10 patches of 800 x 900: 54.9 MiB
+  assert input_cache.resolve_mode(mode, max_mb, 10, (800, 900),
+                                  backend) == expected
+
+
+def test_a_cache_asked_for_beyond_its_budget_is_refused_in_one_line():
+  with pytest.raises(UserError, match='input_cache_max_mb=1'):
+    input_cache.resolve_mode('device', 1, 10, (800, 900), 'gpu')
+  with pytest.raises(UserError, match="input_cache='memory'"):
+    input_cache.resolve_mode('memory', 1, 10, (800, 900), 'gpu')
