@@ -271,7 +271,9 @@ def test_input_bench_on_a_tiny_sdo_ar_build(tmp_path, capsys):
                          str(tmp_path / 'tfds'), '--batch', '3',
                          '--batches', '4', '--warmup', '1'])
   assert rc == 0
-  result = bench_suite.last_json(capsys.readouterr().out)
+  out = capsys.readouterr().out
+  result = bench_suite.last_json(out)
+  assert 'crops/s per core' in out
   assert (result['batch'], result['crop_size'], result['batches']) == (3, 32, 4)
   assert result['data'] == 'SYNTHETIC' and result['synthetic'] is True
   assert result['dataset_full_name'] == 'sdo_ar/synthetic/2.0.0'
@@ -281,6 +283,14 @@ def test_input_bench_on_a_tiny_sdo_ar_build(tmp_path, capsys):
   assert result['images_per_s'] == pytest.approx(
       3 * result['batches_per_s'], rel=1e-2)
   assert result['ms_per_batch_min'] <= result['ms_per_batch_median']
+  # the cache: 3 patches of 800 x 900, float32 AIA and HMI, in host memory
+  assert result['input_cache'] == 'host'
+  assert result['host_cache_mb'] == pytest.approx(3 * 800 * 900 * 8 / 2 ** 20,
+                                                  abs=0.1)
+  assert result['crops_per_s'] == pytest.approx(result['images_per_s'])
+  assert result['crops_per_s_per_core'] == pytest.approx(
+      result['crops_per_s'] / result['cores_used'], rel=0.02)
+  assert result['host_rss_mb'] > result['host_cache_mb']
 
 
 def test_inference_alternates_frameworks_and_prints_both_tables(
