@@ -17,6 +17,7 @@ from ml_collections import config_flags
 from magjax import cli
 from magjax import compile_cache
 from magjax import host_memory
+from magjax import xla_env
 from magjax.training import train as train_lib
 from magjax_common.errors import fail
 
@@ -34,6 +35,7 @@ def main(argv):
   if FLAGS.config is None or not FLAGS.workdir:
     sys.exit(fail('--config and --workdir are required'))
   host_memory.tune_malloc()  # keep freed pages: see magjax/host_memory.py
+  xla_env.apply_defaults()  # before the backend starts: magjax/xla_env.py
   compile_cache.configure(FLAGS.config.get('compilation_cache_dir', 'auto'))
   sys.exit(train_lib.run(FLAGS.config, FLAGS.workdir))
 

@@ -12,7 +12,8 @@ Two FLOP counts: `gflop_per_step`, what the compiled step executes (Winograd
 convolutions execute fewer), and `direct_gflop_per_step`, the same step
 with every convolution computed directly (the model's FLOPs, as PyTorch
 executes them); `fraction_of_peak` and `direct_fraction_of_peak` are each
-per second over the measured peak. `--profile DIR` adds a jax.profiler
+per second over the measured peak; `peak_device_mb` is the device
+allocator's peak (GPU/TPU; null on CPU). `--profile DIR` adds a jax.profiler
 trace and a per-op table.
 """
 
@@ -27,6 +28,7 @@ import numpy as np
 
 from magjax import config_utils
 from magjax import host_memory
+from magjax import xla_env
 from magjax.training import steps
 from magjax.training import train_state as train_state_lib
 from tools import profiling
@@ -47,6 +49,14 @@ def matmul_peak_flops(n=2048, repeats=5):
     f(x).block_until_ready()
     best = min(best, time.perf_counter() - start)
   return 2 * n ** 3 / best
+
+
+def peak_device_megabytes():
+  """Peak MiB in use on the default device (its allocator's count; None
+  where the backend keeps none, as on CPU)."""
+  stats = jax.devices()[0].memory_stats() or {}
+  peak = stats.get('peak_bytes_in_use')
+  return round(peak / 2 ** 20, 1) if peak is not None else None
 
 
 def _flops(cost):
@@ -116,6 +126,7 @@ def main(argv=None):
                  'time goes, per XLA op')
   args = p.parse_args(argv)
   malloc_tuned = host_memory.tune_malloc()
+  xla_env.apply_defaults()  # as train.py does
   config = config_utils.load_config_file(args.config)
   config.batch_size = args.batch
   if args.half_precision is not None:
@@ -147,6 +158,7 @@ def main(argv=None):
       'matmul_peak_gflops': round(peak / 1e9, 1),
       'fraction_of_peak': round(flops / median / peak, 3),
       'direct_fraction_of_peak': round(direct_flops / median / peak, 3),
+      'peak_device_mb': peak_device_megabytes(),
   }))
 
 
