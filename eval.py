@@ -26,7 +26,8 @@ from magjax_common.errors import UserError, fail
 FLAGS = flags.FLAGS
 
 flags.DEFINE_string('workdir', None, 'Training workdir holding checkpoints/.')
-flags.DEFINE_integer('step', None, 'Checkpoint step (default: the latest).')
+flags.DEFINE_integer('step', None, 'Checkpoint step (default: the newest '
+                     'intact one).')
 flags.DEFINE_string('split', None, 'Data split (default: config.eval_split).')
 flags.DEFINE_string('eval_mode', None, "'crops', 'tiled' or 'both' (default: "
                     'config.eval_mode); also works with the checkpoint\'s '
@@ -42,17 +43,20 @@ def main(argv):
   if not FLAGS.workdir:
     sys.exit(fail('--workdir is required'))
   config = FLAGS.config
-  if config is None:
-    try:
-      config, _ = checkpoints.saved_config(FLAGS.workdir, FLAGS.step)
-    except UserError as e:
-      sys.exit(fail(e))
+  try:
+    # The newest intact checkpoint unless --step (a damaged one is refused).
+    step = checkpoints.intact_step(FLAGS.workdir, FLAGS.step,
+                                   note=checkpoints.note)
+    if config is None:
+      config, _ = checkpoints.saved_config(FLAGS.workdir, step)
+  except UserError as e:
+    sys.exit(fail(e))
   if FLAGS.eval_mode:
     config = ml_collections.ConfigDict(config.to_dict())
     config.eval_mode = FLAGS.eval_mode
   host_memory.tune_malloc()  # keep freed pages: see magjax/host_memory.py
   compile_cache.configure(config.get('compilation_cache_dir', 'auto'))
-  sys.exit(evaluate.run(config, FLAGS.workdir, FLAGS.step, FLAGS.split))
+  sys.exit(evaluate.run(config, FLAGS.workdir, step, FLAGS.split))
 
 
 if __name__ == '__main__':

@@ -5,7 +5,9 @@
 
 Rerunning the same command resumes from the workdir's latest checkpoint.
 Exit codes: 0 done or stopped cleanly (SIGTERM/SIGINT, max_train_seconds),
-1 non-finite loss, 2 bad flags, config or data.
+1 non-finite loss, 2 bad flags, config, data or checkpoints (a workdir in
+use, no intact checkpoint), 3 a checkpoint or event file the disk would not
+take (the last good checkpoint is named; rerun to resume from it).
 """
 
 import sys

@@ -13,6 +13,8 @@ import io
 import os
 import tempfile
 
+from magjax_common.errors import WriteError, write_reason
+
 
 @contextlib.contextmanager
 def atomic_write(path, mode='wb'):
@@ -55,3 +57,36 @@ def write_hdulist_atomic(path, hdulist, output_verify='silentfix'):
   buffer = io.BytesIO()
   hdulist.writeto(buffer, output_verify=output_verify)
   write_bytes_atomic(path, buffer.getvalue())
+
+
+def write_files_atomic(files, what='the outputs'):
+  """Writes {path: bytes}: every file appears complete under its name, or
+  (the disk refusing one) none of them changes.
+
+  All are written and fsynced as tmp files first, then renamed.
+
+  Raises:
+    WriteError: one line naming the file, the reason and that nothing
+      changed (exit code 3).
+  """
+  staged = []
+  try:
+    for path, data in files.items():
+      directory = os.path.dirname(os.path.abspath(path))
+      os.makedirs(directory, exist_ok=True)
+      fd, tmp = tempfile.mkstemp(prefix=f'.{os.path.basename(path)}.',
+                                 suffix='.tmp', dir=directory)
+      staged.append((tmp, path))
+      with os.fdopen(fd, 'wb') as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+      os.chmod(tmp, 0o644)
+  except OSError as e:
+    for tmp, _ in staged:
+      with contextlib.suppress(OSError):
+        os.unlink(tmp)
+    raise WriteError(f'could not write {path}: {write_reason(e)} (none of '
+                     f'{what} changed)') from e
+  for tmp, path in staged:
+    os.replace(tmp, path)

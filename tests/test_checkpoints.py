@@ -90,3 +90,105 @@ def test_keeps_the_latest_and_restores_a_given_step(tmp_path):
                      match='step 1 .*available: \\[2, 3\\]'):
     reader.restore(_state(seed=0, step=0), step=1)
   ckpt.close()
+
+
+def _saved(tmp_path, steps=(1, 2, 3), keep=3):
+  ckpt = checkpoints.Checkpointer(tmp_path, keep=keep)
+  for step in steps:
+    ckpt.save(_state(seed=step, step=step), _config())
+  ckpt.close()
+  return tmp_path
+
+
+def _largest_file(step_dir):
+  files = [p for p in step_dir.rglob('*') if p.is_file()]
+  return max(files, key=lambda p: p.stat().st_size)
+
+
+def test_every_save_carries_a_checksum_list_and_verifies_intact(tmp_path):
+  _saved(tmp_path, steps=(1,))
+  step_dir = tmp_path / 'checkpoints' / '1'
+  listed = json.loads((step_dir / checkpoints.MANIFEST).read_text())['files']
+  assert any(name.startswith('state/') for name in listed)
+  assert 'meta/metadata' in listed
+  assert checkpoints.damage(str(step_dir)) is None
+
+
+@pytest.mark.parametrize('harm', ['truncate', 'flip', 'delete'])
+def test_a_damaged_latest_checkpoint_is_named_and_readers_use_the_previous(
+    tmp_path, harm):
+  _saved(tmp_path)
+  victim = _largest_file(tmp_path / 'checkpoints' / '3')
+  if harm == 'truncate':
+    victim.write_bytes(victim.read_bytes()[:100])
+  elif harm == 'flip':
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    victim.write_bytes(bytes(data))
+  else:
+    victim.unlink()
+  notes = []
+  assert checkpoints.intact_step(str(tmp_path), note=notes.append) == 2
+  assert len(notes) == 1 and 'checkpoint 3 is damaged' in notes[0]
+  assert 'using checkpoint 2' in notes[0]
+  with pytest.raises(checkpoints.CheckpointDamagedError,
+                     match='checkpoint 3 .* is damaged: .*newest intact '
+                     'checkpoint: 2'):
+    checkpoints.intact_step(str(tmp_path), 3)
+  reader = checkpoints.Checkpointer(tmp_path, read_only=True)
+  with pytest.raises(checkpoints.CheckpointDamagedError, match='damaged'):
+    reader.restore(_state(seed=0, step=0), step=3)
+  restored, _ = reader.restore(_state(seed=0, step=0), step=2)
+  reader.close()
+  _assert_equal(restored, _state(seed=2, step=2))
+  assert victim.parent.exists()  # readers leave the damaged files alone
+
+
+def test_training_sets_damaged_checkpoints_aside_and_resumes_from_intact(
+    tmp_path):
+  _saved(tmp_path)
+  for step in ('2', '3'):
+    victim = _largest_file(tmp_path / 'checkpoints' / step)
+    victim.write_bytes(b'\0' * victim.stat().st_size)
+  notes = []
+  assert checkpoints.set_aside_damaged(str(tmp_path), notes.append) == 1
+  assert checkpoints.list_steps(str(tmp_path)) == [1]
+  aside = tmp_path / checkpoints.DAMAGED_SUBDIR
+  assert sorted(p.name for p in aside.iterdir()) == ['2', '3']  # kept
+  assert len(notes) == 1 and 'checkpoints 3, 2 are damaged' in notes[0]
+  assert 'resuming from checkpoint 1' in notes[0]
+
+
+def test_no_intact_checkpoint_left_is_one_line_and_nothing_moves(tmp_path):
+  _saved(tmp_path, steps=(1,))
+  (_largest_file(tmp_path / 'checkpoints' / '1')).write_bytes(b'x')
+  with pytest.raises(checkpoints.CheckpointDamagedError) as info:
+    checkpoints.set_aside_damaged(str(tmp_path), print)
+  assert 'no intact one is left' in str(info.value)
+  assert '\n' not in str(info.value)
+  assert checkpoints.list_steps(str(tmp_path)) == [1]
+  with pytest.raises(checkpoints.CheckpointDamagedError,
+                     match='no intact checkpoint left'):
+    checkpoints.intact_step(str(tmp_path))
+
+
+def test_a_failed_save_names_the_step_reason_and_last_good_one(
+    tmp_path, monkeypatch):
+  _saved(tmp_path, steps=(1,))
+  ckpt = checkpoints.Checkpointer(tmp_path, keep=3)
+
+  def full_disk(*args, **kwargs):
+    del args, kwargs
+    raise OSError(28, 'No space left on device')
+  monkeypatch.setattr(checkpoints, 'seal', full_disk)
+  ckpt.save(_state(seed=2, step=2), _config())
+  with pytest.raises(checkpoints.CheckpointSaveError) as info:
+    ckpt.wait()
+  ckpt.close()
+  message = str(info.value)
+  assert message.startswith('could not save checkpoint 2 in ')
+  assert 'No space left on device' in message
+  assert 'last good checkpoint: step 1' in message
+  assert info.value.exit_code == 3
+  assert checkpoints.list_steps(str(tmp_path)) == [1]
+  assert sorted(p.name for p in (tmp_path / 'checkpoints').iterdir()) == ['1']

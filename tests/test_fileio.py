@@ -33,3 +33,24 @@ def test_failure_keeps_the_previous_version(tmp_path):
       raise KeyboardInterrupt
   assert path.read_bytes() == b'old'
   assert os.listdir(tmp_path) == ['out.bin']
+
+
+def test_a_set_of_files_changes_together_or_not_at_all(tmp_path, monkeypatch):
+  a, b = tmp_path / 'a.json', tmp_path / 'b.md'
+  fileio.write_files_atomic({a: b'old a', b: b'old b'})
+  calls = []
+  real_fsync = os.fsync
+
+  def fsync_fails_second(fd):
+    calls.append(fd)
+    if len(calls) == 2:
+      raise OSError(28, 'No space left on device')
+    real_fsync(fd)
+  monkeypatch.setattr(os, 'fsync', fsync_fails_second)
+  with pytest.raises(fileio.WriteError) as info:
+    fileio.write_files_atomic({a: b'new a', b: b'new b'}, 'the results')
+  assert str(info.value) == (f'could not write {b}: No space left on device '
+                             '(none of the results changed)')
+  assert info.value.exit_code == 3
+  assert a.read_bytes() == b'old a' and b.read_bytes() == b'old b'
+  assert sorted(os.listdir(tmp_path)) == ['a.json', 'b.md']

@@ -125,10 +125,11 @@ def _metric_text(metrics):
 def comparison_figure(path, aia, hmi, preds, *, mask=None, header=None,
                       title='', synthetic=None, metrics=None,
                       saturation=200.0, dpi=110):
-  """Writes the comparison figure of one test time to `path` (PNG).
+  """Draws the comparison figure of one test time into `path` (a file name
+  or a binary file object; PNG).
 
   Args:
-    path: output file (its extension picks the format).
+    path: output file name or binary file object (PNG).
     aia: (H, W) AIA 304 patch in DN/s.
     hmi: (H, W) observed HMI patch in gauss.
     preds: {model name: (H, W) generated magnetogram in gauss}.
@@ -225,6 +226,6 @@ def comparison_figure(path, aia, hmi, preds, *, mask=None, header=None,
            False: 'SDO AIA 304 / HMI LOS data'}.get(synthetic, '')
   fig.suptitle(' — '.join(t for t in (title, label) if t),
                fontsize=13, color='firebrick' if synthetic else 'black')
-  fig.savefig(path, dpi=dpi)
+  fig.savefig(path, dpi=dpi, format='png')
   plt.close(fig)
   return path

@@ -17,6 +17,8 @@ validation: restore a generator, normalise as training does, generate.
 
 import functools
 
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -73,10 +75,11 @@ def restore_generator(config, workdir, step=None, abstract=None):
   (`abstract_generator_variables`) when the caller has them already.
 
   Raises:
-    checkpoints.CheckpointError: no workdir, checkpoint or step, or a
-      checkpoint that does not fit `config`'s model.
+    checkpoints.CheckpointError: no workdir, checkpoint or step, a damaged
+      checkpoint (without `step`, the newest intact one is used, said on
+      stderr), or one that does not fit `config`'s model.
   """
-  step = checkpoints.find_step(workdir, step)
+  step = checkpoints.intact_step(workdir, step, note=checkpoints.note)
   if abstract is None:
     abstract = checked_abstract_variables(config)
   device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
@@ -91,11 +94,14 @@ def restore_generator(config, workdir, step=None, abstract=None):
   except checkpoints.CheckpointError:
     raise
   except Exception as e:  # pylint: disable=broad-except  # orbax: many kinds
+    unchecked = not os.path.isfile(os.path.join(
+        checkpoints.step_directory(workdir, step), checkpoints.MANIFEST))
     raise checkpoints.CheckpointMismatchError(
         f'checkpoint {step} in {checkpoints.directory(workdir)!r} does not '
         f'match the config (model {config.model.name!r}, ngf '
-        f'{config.model.ngf}, num_downs {config.model.num_downs}): '
-        f'{one_line(e)}') from e
+        f'{config.model.ngf}, num_downs {config.model.num_downs})'
+        f'{" or its files are damaged (it has no checksum list)" if unchecked else ""}'
+        f': {one_line(e)[:300]}') from e
   finally:
     ckpt.close()
   variables = {'params': state['g_params'],

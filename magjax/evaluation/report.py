@@ -28,6 +28,7 @@ line `error: ...` on stderr).
 """
 
 import argparse
+import io
 import json
 import os
 import sys
@@ -205,13 +206,14 @@ def common_pair_ids(samples_list):
 
 
 def write_figures(runs, samples_list, out_dir, count, pair_ids=None):
-  """figure_<pair_id>.png for up to `count` common test times; their paths."""
+  """{path: PNG bytes} of figure_<pair_id>.png for up to `count` common
+  test times (written by make_report with the text files)."""
   if not samples_list or any(s is None for s in samples_list):
-    return []
+    return {}
   common = common_pair_ids(samples_list)
   chosen = ([p for p in pair_ids if p in common] if pair_ids
             else common[:count])
-  paths = []
+  pngs = {}
   for pair_id in chosen:
     preds, metrics = {}, {}
     base = None
@@ -229,18 +231,17 @@ def write_figures(runs, samples_list, out_dir, count, pair_ids=None):
                  else result['synthetic'])
     t_aia = str(samples['t_aia'][i])
     path = os.path.join(out_dir, f'figure_{_safe(pair_id)}.png')
-    tmp = os.path.join(out_dir, f'.figure_{_safe(pair_id)}.tmp.png')
+    png = io.BytesIO()
     figures.comparison_figure(
-        tmp, samples['aia'][i], samples['hmi'][i], preds,
+        png, samples['aia'][i], samples['hmi'][i], preds,
         mask=samples['mask'][i], header=str(samples['wcs_header'][i]),
         title=f'test time {pair_id}' + (f' (AIA {t_aia} UTC)' if t_aia
                                         else ''),
         synthetic=synthetic, metrics=metrics,
         saturation=result['metric_conventions'].get('saturation_gauss',
                                                     200.0))
-    os.replace(tmp, path)
-    paths.append(path)
-  return paths
+    pngs[path] = png.getvalue()
+  return pngs
 
 
 def _safe(text):
@@ -328,8 +329,8 @@ def make_report(run_dirs, out_dir, figure_count=2, pair_ids=None, mode=None):
   except OSError as e:
     raise UserError(f'{out_dir}: cannot create ({e.strerror})') from e
   samples_list = [s for _, s in loaded]
-  figure_paths = write_figures(runs, samples_list, out_dir, figure_count,
-                               pair_ids)
+  pngs = write_figures(runs, samples_list, out_dir, figure_count, pair_ids)
+  figure_paths = list(pngs)
   text = render(runs, figure_paths, out_dir, mode)
   if figure_count and not figure_paths:
     missing = [d for d, s in zip(run_dirs, samples_list) if s is None]
@@ -339,15 +340,15 @@ def make_report(run_dirs, out_dir, figure_count=2, pair_ids=None, mode=None):
     text += f'\nNo figure: {reason}.\n'
     print(f'report: no figure ({reason})', file=sys.stderr)
   readme = os.path.join(out_dir, 'README.md')
-  fileio.write_bytes_atomic(readme, text.encode())
-  fileio.write_bytes_atomic(
-      os.path.join(out_dir, 'table.md'),
-      ('\n'.join(table1(runs, mode)) + '\n').encode())
   summary = {'data_label': sorted({r['data_label'] for r in runs}),
              'rows': comparison.summary_rows(runs, mode)}
-  fileio.write_bytes_atomic(
-      os.path.join(out_dir, 'summary.json'),
-      (json.dumps(results.jsonable(summary), indent=1) + '\n').encode())
+  fileio.write_files_atomic(dict(pngs, **{
+      readme: text.encode(),
+      os.path.join(out_dir, 'table.md'): (
+          '\n'.join(table1(runs, mode)) + '\n').encode(),
+      os.path.join(out_dir, 'summary.json'): (
+          json.dumps(results.jsonable(summary), indent=1) + '\n').encode(),
+  }), f'the report in {out_dir}')
   return readme, figure_paths
 
 

@@ -136,16 +136,15 @@ def _restore_floats(value):
 
 
 def write(workdir, result, samples_npz=None):
-  """Writes eval/samples.npz (bytes, when given), metrics.json, metrics.md."""
+  """Writes eval/samples.npz (bytes, when given), metrics.json, metrics.md:
+  all of them or, the disk refusing one, none (WriteError, exit code 3)."""
   out = eval_dir(workdir)
-  os.makedirs(out, exist_ok=True)
-  if samples_npz is not None:
-    fileio.write_bytes_atomic(os.path.join(out, 'samples.npz'), samples_npz)
-  fileio.write_bytes_atomic(
-      os.path.join(out, 'metrics.json'),
-      (json.dumps(jsonable(result), indent=1) + '\n').encode())
-  fileio.write_bytes_atomic(os.path.join(out, 'metrics.md'),
-                            markdown(result).encode())
+  files = {} if samples_npz is None else {
+      os.path.join(out, 'samples.npz'): samples_npz}
+  files[os.path.join(out, 'metrics.json')] = (
+      json.dumps(jsonable(result), indent=1) + '\n').encode()
+  files[os.path.join(out, 'metrics.md')] = markdown(result).encode()
+  fileio.write_files_atomic(files, f'the evaluation results in {out}')
   return os.path.join(out, 'metrics.json')
 
 

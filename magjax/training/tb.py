@@ -1,50 +1,102 @@
 """Training logs: TensorBoard event files (tensorboardX, no TensorFlow) and a
 console progress line with ETA. Only process 0 writes; others get no-ops."""
 
+import os
 import sys
 import time
 
 import jax
 import numpy as np
 
+from magjax_common.errors import WriteError, write_reason
+
 
 class Writer:
-  """Scalars and images to `<workdir>` event files (process 0 only)."""
+  """Scalars, images and text to a `<workdir>` event file (process 0 only).
+
+  Written synchronously and flushed at every call (training calls it at
+  log steps): tensorboardX's SummaryWriter writes from a thread that dies
+  on a full disk while the training loop blocks on its full queue. A
+  failed write truncates the file back to its last complete record and
+  raises WriteError, so the file stays readable.
+  """
 
   def __init__(self, logdir):
-    self._writer = None
+    self._events = None
+    self._good = 0  # bytes of the file known complete
     if jax.process_index() == 0:
-      from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
-      self._writer = SummaryWriter(logdir=logdir)
+      from tensorboardX import event_file_writer  # pylint: disable=g-import-not-at-top
+      self._call(lambda: setattr(self, '_events', event_file_writer.EventsWriter(
+          os.path.join(os.path.abspath(logdir), 'events'))), logdir)
+
+  @property
+  def path(self):
+    return getattr(self._events, '_file_name', None)
+
+  def _call(self, write, where=None):
+    """Runs `write`, flushes; WriteError (file truncated back) on failure."""
+    try:
+      write()
+      if self._events is not None:
+        self._events.flush()
+        self._good = os.path.getsize(self.path)
+    except OSError as e:
+      where = self.path or where
+      if self.path:
+        try:
+          self._events.close()
+        except OSError:
+          pass
+        os.truncate(self.path, self._good)  # frees space: works on a full disk
+      self._events = None
+      raise WriteError(f'could not write TensorBoard events to {where}: '
+                       f'{write_reason(e)}') from e
+
+  def _summary(self, step, summary):
+    if self._events is None:
+      return
+    from tensorboardX.proto import event_pb2  # pylint: disable=g-import-not-at-top
+    event = event_pb2.Event(wall_time=time.time(), step=int(step),
+                            summary=summary)
+    self._call(lambda: self._events.write_event(event))
 
   def scalars(self, step, scalars):
-    if self._writer is None:
+    if self._events is None:
       return
-    for name, value in scalars.items():
-      self._writer.add_scalar(name, float(value), global_step=step)
+    from tensorboardX import summary  # pylint: disable=g-import-not-at-top
+    from tensorboardX.proto import summary_pb2  # pylint: disable=g-import-not-at-top
+    self._summary(step, summary_pb2.Summary(value=[
+        v for name, value in scalars.items()
+        for v in summary.scalar(name, float(value)).value]))
 
   def images(self, step, images):
     """images: name -> (H, W) or (H, W, C) floats in [0, 1]."""
-    if self._writer is None:
+    if self._events is None:
       return
+    from tensorboardX import summary  # pylint: disable=g-import-not-at-top
     for name, image in images.items():
       image = np.asarray(image, np.float32)
       if image.ndim == 2:
         image = image[..., None]
-      self._writer.add_image(name, np.clip(image, 0, 1), global_step=step,
-                             dataformats='HWC')
+      self._summary(step, summary.image(name, np.clip(image, 0, 1),
+                                        dataformats='HWC'))
 
   def text(self, step, tag, text):
-    if self._writer is not None:
-      self._writer.add_text(tag, text, global_step=step)
+    if self._events is not None:
+      from tensorboardX import summary  # pylint: disable=g-import-not-at-top
+      self._summary(step, summary.text(tag, text))
 
   def flush(self):
-    if self._writer is not None:
-      self._writer.flush()
+    if self._events is not None:
+      self._call(lambda: None)
 
   def close(self):
-    if self._writer is not None:
-      self._writer.close()
+    if self._events is not None:
+      events, self._events = self._events, None
+      try:
+        events.close()
+      except OSError:
+        pass  # every record was flushed (and checked) when written
 
 
 def sample_strip(aia, hmi, generated, max_rows=4):
@@ -113,6 +165,8 @@ def read_scalars(logdir):
     offset = 0
     while offset + 12 <= len(data):
       (length,) = struct.unpack('<Q', data[offset:offset + 8])
+      if offset + 12 + length + 4 > len(data):
+        break  # a record cut short (a killed writer): the rest is lost
       event = event_pb2.Event()
       event.ParseFromString(data[offset + 12:offset + 12 + length])
       offset += 12 + length + 4

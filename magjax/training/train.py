@@ -49,7 +49,7 @@ from magjax.evaluation import inference
 from magjax.training import steps
 from magjax.training import tb
 from magjax.training import train_state as train_state_lib
-from magjax_common.errors import EXIT_USAGE, UserError, fail, one_line
+from magjax_common.errors import UserError, WriteError, fail, one_line
 
 
 class NonFiniteLossError(Exception):
@@ -326,6 +326,10 @@ def _train(config, workdir, source, eval_source, stop, started):
   replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
   batch_sharding = jax.sharding.NamedSharding(
       mesh, jax.sharding.PartitionSpec('data'))
+  if jax.process_index() == 0:  # damaged checkpoints moved aside, said
+    checkpoints.set_aside_damaged(workdir, _print)
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices('magjax: checkpoints verified')
   ckpt = checkpoints.Checkpointer(workdir, keep=config.keep_checkpoints)
   try:
     state, fresh = _initial_state(config, workdir, ckpt, replicated, source)
@@ -344,7 +348,11 @@ def _train(config, workdir, source, eval_source, stop, started):
           steps.generator_variables(state), aia, config),
               in_shardings=(replicated, batch_sharding)),
       batch_sharding, config.batch_size)
-  writer = tb.Writer(workdir)
+  try:
+    writer = tb.Writer(workdir)
+  except WriteError as e:
+    ckpt.close()
+    raise _with_last_checkpoint(e, ckpt, workdir) from e
   label = input_pipeline.data_label(config.synthetic)
   _print(f'training {config.model.name} on {label} data ({config.dataset}, '
          f'{config.train_split}) from step {start} to {stop_at}')
@@ -400,6 +408,11 @@ def _train(config, workdir, source, eval_source, stop, started):
         _print(f'{reason}: checkpoint saved at step {saved_step}; '
                'rerun the same command to resume')
         break
+  except checkpoints.CheckpointSaveError:
+    raise
+  except WriteError as e:  # events: say what the checkpoints still hold
+    ckpt.wait()
+    raise _with_last_checkpoint(e, ckpt, workdir) from e
   finally:
     data.close()
     writer.close()
@@ -411,6 +424,13 @@ def _train(config, workdir, source, eval_source, stop, started):
     _print(f'stop_after_steps={stop_at} reached: checkpoint saved at step '
            f'{stop_at}/{total}; rerun without it to continue')
   return state
+
+
+def _with_last_checkpoint(error, ckpt, workdir):
+  """A WriteError (event file) that names the last good checkpoint."""
+  return WriteError(f'{error} (last good checkpoint: step '
+                    f'{ckpt.latest_step()} in '
+                    f'{checkpoints.directory(workdir)})')
 
 
 def _validate(generator, eval_source, config, writer, step):
@@ -452,7 +472,7 @@ def run(config, workdir, source=None, eval_source=None):
                f'{workdir_lock.describe(lock.took_over)}')
       train_and_evaluate(config, workdir, source, eval_source)
   except UserError as e:
-    return fail(e) if jax.process_index() == 0 else EXIT_USAGE
+    return fail(e) if jax.process_index() == 0 else e.exit_code
   except NonFiniteLossError as e:
     _print(f'error: {e}', sys.stderr)
     return 1
