@@ -17,8 +17,10 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 from astropy.time import Time
+from astropy.wcs import WCS
 from sunpy.time import parse_time
 
+from data_prep import limits
 from magjax_common import fileio
 from magjax_common.errors import UserError, one_line
 
@@ -136,6 +138,15 @@ def _check_complete(path, hdu):
           f'{info["datLoc"] + info["datSpan"]})')
 
 
+def _check_span(path, hdu):
+  """DataError for a data section (compressed or not) over the memory
+  bound, before it is read."""
+  info = hdu.fileinfo()
+  problem = info and limits.span_problem(info['datSpan'])
+  if problem:
+    fail(path, problem)
+
+
 def detect_kind(header):
   """'aia', 'hmi' or None from TELESCOP / INSTRUME."""
   telescop = str(header.get('TELESCOP', '')).strip().upper()
@@ -197,8 +208,8 @@ def check_projection(path, header):
           f'{ctype2!r}, expected helioprojective HPLN-TAN/HPLT-TAN')
 
 
-def check_full_disk(path, header):
-  """DataError for a cut-out of the disk (the disk must fit the image)."""
+def disk_radius_px(path, header):
+  """The solar radius in pixels (RSUN_OBS, else RSUN_REF / DSUN_OBS)."""
   cunit = str(header.get('CUNIT1', 'arcsec')).strip().lower()
   if cunit not in ('arcsec', 'arcsecs'):
     fail(path, f'CUNIT1={cunit!r}, expected arcsec for a full-disk image')
@@ -215,7 +226,31 @@ def check_full_disk(path, header):
     rsun_arcsec = math.degrees(math.asin(ratio)) * 3600
   if rsun_arcsec <= 0:
     fail(path, f'solar radius {rsun_arcsec} arcsec is not positive')
-  r_pix = rsun_arcsec / cdelt
+  return rsun_arcsec / cdelt
+
+
+def disk_centre(header):
+  """0-based pixel (x, y) of the Sun's centre, helioprojective (0, 0) by
+  the header's WCS; the reference pixel if astropy cannot place it."""
+  keys = ('CTYPE1', 'CTYPE2', 'CUNIT1', 'CUNIT2', 'CDELT1', 'CDELT2',
+          'CRPIX1', 'CRPIX2', 'CRVAL1', 'CRVAL2', 'CROTA2', 'PC1_1',
+          'PC1_2', 'PC2_1', 'PC2_2')
+  try:
+    with warnings.catch_warnings():
+      warnings.simplefilter('ignore')
+      wcs = WCS(fits.Header([(k, header[k]) for k in keys if k in header]))
+      x, y = (float(v) for v in wcs.world_to_pixel_values(0.0, 0.0))
+    if math.isfinite(x) and math.isfinite(y):
+      return x, y
+  except Exception:  # pylint: disable=broad-except  # astropy: many kinds
+    pass
+  return float(header['CRPIX1']) - 1, float(header['CRPIX2']) - 1
+
+
+def check_full_disk(path, header):
+  """DataError for a cut-out of the disk (the disk must fit the image)."""
+  r_pix = disk_radius_px(path, header)
+  cdelt = abs(number(path, header, 'CDELT1'))
   # Distance of disk centre (0, 0) from the reference pixel, in pixels.
   off = math.hypot(number(path, header, 'CRVAL1'),
                    number(path, header, 'CRVAL2')) / cdelt
@@ -228,6 +263,56 @@ def check_full_disk(path, header):
       fail(path, f'the solar disk (radius {r_pix:.0f} px) does not fit in '
             f'the {header.get("NAXIS1")}x{header.get("NAXIS2")} image: a '
             'cut-out, expected a full-disk image')
+
+
+def is_synthetic(header):
+  """True for a file of data_prep.synthesize (SYNTHETIC = T)."""
+  flag = header.get('SYNTHETIC', False)
+  return flag is True or str(flag).strip().upper() in ('T', 'TRUE', '1')
+
+
+def check_size(path, header, key=None):
+  """DataError, before any pixel is read, for an image larger than the
+  instrument `key` writes (`limits.INSTRUMENTS`; None: any input) or than
+  one file's memory bound."""
+  problem = limits.size_problem(header, key)
+  if problem:
+    fail(path, problem)
+
+
+def check_date(path, header, key, when):
+  """DataError for an observation time outside `key`'s operating life."""
+  problem = limits.date_problem(key, when, is_synthetic(header))
+  if problem:
+    fail(path, problem)
+
+
+def check_keywords(path, header):
+  """DataError when the file's own statistics keywords say it is mostly
+  missing, saturated or constant (`limits.keyword_problem`)."""
+  problem = limits.keyword_problem(header)
+  if problem:
+    fail(path, problem)
+
+
+def check_pixels(path, data, header, kind):
+  """DataError for a full disk mostly without data, near-constant or
+  saturated (`limits.pixel_problem`); `kind` 'hmi' is a magnetogram."""
+  sample = limits.disk_sample(data, disk_centre(header),
+                              disk_radius_px(path, header))
+  problem = limits.pixel_problem(sample, field=kind == 'hmi')
+  if problem:
+    fail(path, problem)
+
+
+def check_patch_pixels(path, data):
+  """DataError for a patch whose valid pixels are mostly 0, near-constant
+  or saturated (NaN off the disk is normal in a patch)."""
+  values = data[np.isfinite(data)]
+  step = max(1, values.size // limits.SAMPLE_PIXELS)
+  problem = limits.pixel_problem(values[::step])
+  if problem:
+    fail(path, problem)
 
 
 def check_observer(path, header, label, dsun_range=(1.0e11, 2.0e11)):
@@ -264,6 +349,7 @@ def validate_header(path, header, *, wavelength=AIA_WAVELENGTH,
   if kind is None:
     fail(path, 'not an SDO AIA or HMI file (TELESCOP='
           f'{header.get("TELESCOP")!r}, INSTRUME={header.get("INSTRUME")!r})')
+  check_size(path, header, kind)
   check_projection(path, header)
   # SDO level-1 headers always carry both times (T_OBS: mid exposure, the
   # pairing time; DATE-OBS: exposure start); one missing means a damaged file.
@@ -287,7 +373,7 @@ def validate_header(path, header, *, wavelength=AIA_WAVELENGTH,
       fail(path, 'HMI header lacks CROTA2 (HMI is mounted rotated by ~180 '
             'deg; without it the image would be upside down)')
   check_observer(path, header, kind.upper())
-  observation_time(kind, header, path)
+  check_date(path, header, kind, observation_time(kind, header, path))
   if 'QUALITY' in header:
     quality = header['QUALITY']
     if not isinstance(quality, int) or isinstance(quality, bool):
@@ -295,6 +381,7 @@ def validate_header(path, header, *, wavelength=AIA_WAVELENGTH,
     if quality != 0 and not allow_bad_quality:
       fail(path, f'QUALITY is {quality} (0x{quality:08X}), a flagged '
             'frame')
+  check_keywords(path, header)
   check_full_disk(path, header)
   return kind
 
@@ -335,13 +422,16 @@ def read_image(path, validate):
   """(validate(header), float32 data, header) of a full-disk image file.
 
   validate(header) raises DataError or returns the file's kind; it runs on
-  the header before any pixel is read. NaN where the data are missing.
+  the header before any pixel is read (it checks the declared size: see
+  `check_size`). NaN where the data are missing; DataError for a disk
+  mostly missing, near-constant or saturated (`check_pixels`).
   """
   with _open(path) as hdul:
     hdu = _image_hdu(path, hdul)
     _check_complete(path, hdu)
     header = _image_header(path, hdul, hdu)
     kind = validate(header)
+    _check_span(path, hdu)
     try:
       with warnings.catch_warnings():
         warnings.simplefilter('ignore')
@@ -359,6 +449,7 @@ def read_image(path, validate):
   if not np.isfinite(data).any():
     fail(path, 'image data are all NaN or infinite')
   data[~np.isfinite(data)] = np.nan
+  check_pixels(path, data, header, kind)
   return kind, data, header
 
 

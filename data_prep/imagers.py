@@ -20,14 +20,16 @@ AIA goes through the SDO checks of `fitsio.validate_header` (T_OBS,
 QUALITY, ...). The others need: WAVELNTH 304, a positive exposure, a
 helioprojective full-disk image, the observer's position and distance
 (Solar Orbiter comes to 0.28 AU of the Sun), and an observation time
-(DATE-AVG, else DATE-OBS).
+(DATE-AVG, else DATE-OBS). All of them: an image no larger than the
+instrument writes, a date in its operating life and statistics keywords
+of a complete frame (`data_prep.limits`).
 """
 import dataclasses
 
 from astropy.time import Time
 from sunpy.time import parse_time
 
-from data_prep import fitsio
+from data_prep import fitsio, limits
 from magjax_common.errors import one_line
 
 WAVELENGTH = 304
@@ -128,6 +130,8 @@ def validate(path, header):
                 f'or SolO/EUI/FSI (TELESCOP={header.get("TELESCOP")!r}, '
                 f'INSTRUME={header.get("INSTRUME")!r}, DETECTOR='
                 f'{header.get("DETECTOR")!r})')
+  mission = limits.mission_key(kind, header)
+  fitsio.check_size(path, header, mission)
   name = label(header)
   fitsio.require(path, header, ('WAVELNTH',) + fitsio.WCS_KEYS, name)
   wavelength = fitsio.number(path, header, 'WAVELNTH')
@@ -149,7 +153,9 @@ def validate(path, header):
                 f'image is too small to hold a patch (at least '
                 f'{MIN_IMAGE_PX}x{MIN_IMAGE_PX} px)')
   fitsio.check_observer(path, header, name, IMAGERS[kind].dsun_range)
-  observation_time(header, path)
+  fitsio.check_date(path, header, mission,
+                    observation_time(header, path))
+  fitsio.check_keywords(path, header)
   fitsio.check_full_disk(path, header)
   return kind
 

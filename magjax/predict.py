@@ -60,7 +60,9 @@ NSAMPLES, TILE, TILEOVLP, SYNTHETIC (the input is synthetic), HISTORY
 lines. Written atomically (tmp file + os.replace).
 
 Errors (another instrument or wavelength, an HMI file, a header without
-the observer's position, an image too small to hold a patch, a corrupt
+the observer's position, an image too small to hold a patch or larger
+than its instrument writes, a date outside the instrument's life, a disk
+mostly missing, near-constant or saturated (`data_prep.limits`), a corrupt
 file, a missing workdir / checkpoint, a bad config): one line `error: ...`
 on stderr, exit code 2, no output file.
 """
@@ -76,6 +78,7 @@ import numpy as np
 
 from magjax import checkpoints
 from magjax import compile_cache
+from magjax import config_schema
 from magjax import config_utils
 from magjax import predict_batch
 from magjax_common.errors import UserError, fail, one_line
@@ -143,6 +146,7 @@ def check_input(path, header):
   if not _is_patch(header):
     imagers.validate(path, header)
     return
+  fitsio.check_size(path, header)
   kind = fitsio.detect_kind(header)
   if kind != 'aia':
     raise UserError(
@@ -171,7 +175,7 @@ def load_input_patch(path, calibration='auto', reference=None):
   heliographic patch on its observer's central meridian.
   """
   from astropy.io import fits  # pylint: disable=g-import-not-at-top
-  from data_prep import calibrate, patches  # pylint: disable=g-import-not-at-top
+  from data_prep import calibrate, fitsio, patches  # pylint: disable=g-import-not-at-top
   name = os.path.basename(path)
   header = _raw_header(path)
   check_input(path, header)
@@ -197,6 +201,7 @@ def load_input_patch(path, calibration='auto', reference=None):
                       f'({one_line(e)})') from e
     if data.ndim != 2 or not np.isfinite(data).any():
       raise UserError(f'{name}: the patch holds no valid pixel')
+    fitsio.check_patch_pixels(path, data)
     header['SRC_FILE'] = header.get('SRC_FILE', '') or name
     header['SRC_INST'] = 'SDO/AIA 304'
     return data, header, 'patch', None
@@ -407,8 +412,9 @@ def _check_samples(samples):
 def _model(workdir, step, config_path):
   """(config, saved config, step) of a checkpoint, checked for tiling."""
   saved_config, step = checkpoints.saved_config(workdir, step)
-  config = (config_utils.load_config_file(config_path) if config_path
-            else saved_config)
+  config = config_schema.check(
+      config_utils.load_config_file(config_path) if config_path
+      else saved_config)
   tile, depth = int(config.crop_size), int(config.model.num_downs)
   if tile < 1 or tile % (2 ** depth):
     raise UserError(f'config crop_size {tile} (the tile side) is not a '

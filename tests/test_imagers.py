@@ -217,10 +217,18 @@ def test_a_zero_exposure_is_refused(tmp_path):
   _bad(tmp_path, header, r'XPOSURE 0 s is not in \(0, 300\]')
 
 
+def test_a_zero_filled_image_is_refused_as_missing(tmp_path):
+  header = _real_header(FSI_HEADER)
+  shape = (header['NAXIS2'], header['NAXIS1'])
+  _bad(tmp_path, header, '100.0 % of the solar disk has no data',
+       np.zeros(shape, np.float32))
+
+
 def test_a_dark_disk_cannot_be_calibrated(tmp_path):
   header = _real_header(FSI_HEADER)
   shape = (header['NAXIS2'], header['NAXIS1'])
-  _bad(tmp_path, header, 'no positive signal', np.zeros(shape, np.float32))
+  dark = np.random.default_rng(0).uniform(-10, -5, shape).astype(np.float32)
+  _bad(tmp_path, header, 'no positive signal', dark)
 
 
 def test_fsi_level_2_in_dn_per_second_is_not_divided_again(tmp_path):
