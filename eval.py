@@ -19,6 +19,7 @@ from ml_collections import config_flags
 from magjax import checkpoints
 from magjax import cli
 from magjax import compile_cache
+from magjax import config_schema
 from magjax import host_memory
 from magjax.evaluation import evaluate
 from magjax_common.errors import UserError, fail
@@ -42,18 +43,21 @@ def main(argv):
     sys.exit(fail(f'unexpected arguments {argv[1:]}'))
   if not FLAGS.workdir:
     sys.exit(fail('--workdir is required'))
-  config = FLAGS.config
+  config, saved = FLAGS.config, FLAGS.config is None
   try:
+    if not saved:  # every setting in range before any work
+      config_schema.check(config)
     # The newest intact checkpoint unless --step (a damaged one is refused).
     step = checkpoints.intact_step(FLAGS.workdir, FLAGS.step,
                                    note=checkpoints.note)
-    if config is None:
+    if saved:
       config, _ = checkpoints.saved_config(FLAGS.workdir, step)
+    if FLAGS.eval_mode:
+      config = ml_collections.ConfigDict(config.to_dict())
+      config.eval_mode = FLAGS.eval_mode
+    config_schema.check(config, saved=saved)
   except UserError as e:
     sys.exit(fail(e))
-  if FLAGS.eval_mode:
-    config = ml_collections.ConfigDict(config.to_dict())
-    config.eval_mode = FLAGS.eval_mode
   host_memory.tune_malloc()  # keep freed pages: see magjax/host_memory.py
   compile_cache.configure(config.get('compilation_cache_dir', 'auto'))
   sys.exit(evaluate.run(config, FLAGS.workdir, step, FLAGS.split))

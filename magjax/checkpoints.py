@@ -234,8 +234,8 @@ def quiet_orbax(read_only=False):
   (CheckpointSaveError, CheckpointDamagedError); the same failure otherwise
   also reaches stderr from orbax's threads hundreds of times (absl ERROR
   records, asyncio's 'Task exception was never retrieved', tensorstore
-  callbacks raising 'Event loop is closed' into sys.excepthook), so those
-  are filtered out.
+  callbacks raising 'Event loop is closed' into sys.excepthook and
+  sys.unraisablehook), so those are filtered out.
   """
   import logging as py_logging  # pylint: disable=g-import-not-at-top
   from absl import logging  # pylint: disable=g-import-not-at-top
@@ -246,6 +246,8 @@ def quiet_orbax(read_only=False):
       logger.addFilter(_OrbaxThreadErrors())
   if not getattr(sys.excepthook, 'magjax_quiet', False):
     sys.excepthook = _quiet_excepthook(sys.excepthook)
+  if not getattr(sys.unraisablehook, 'magjax_quiet', False):
+    sys.unraisablehook = _quiet_unraisablehook(sys.unraisablehook)
 
 
 class _OrbaxThreadErrors:
@@ -261,12 +263,25 @@ class _OrbaxThreadErrors:
         record.name == 'asyncio' and 'orbax' in text))
 
 
+def _loop_closed(value):
+  return isinstance(value, RuntimeError) and str(value) == (
+      'Event loop is closed')
+
+
 def _quiet_excepthook(hook):
   """sys.excepthook without tensorstore's late 'Event loop is closed'."""
   def quiet(kind, value, tb):
-    if isinstance(value, RuntimeError) and str(value) == 'Event loop is closed':
-      return
-    hook(kind, value, tb)
+    if not _loop_closed(value):
+      hook(kind, value, tb)
+  quiet.magjax_quiet = True
+  return quiet
+
+
+def _quiet_unraisablehook(hook):
+  """sys.unraisablehook without the same error raised in C++ callbacks."""
+  def quiet(unraisable):
+    if not _loop_closed(unraisable.exc_value):
+      hook(unraisable)
   quiet.magjax_quiet = True
   return quiet
 

@@ -20,9 +20,8 @@ import os
 
 import ml_collections
 
+from magjax import config_schema
 from magjax_common.errors import UserError, one_line
-
-NAN_POLICIES = ('stop', 'skip')
 
 
 def global_batch_size(config, num_devices):
@@ -52,43 +51,26 @@ def num_train_steps(config, num_train_examples):
 def validate(config, image_shape, num_devices, num_processes):
   """Raises ValueError (one line) for a config that cannot train.
 
+  Every field's range first (config_schema.check: its ConfigError is a
+  ValueError too), then what depends on the data and the devices.
+
   Args:
     config: the training ConfigDict.
     image_shape: (height, width) of the examples of the source.
     num_devices: global device count (the batch is split over them).
     num_processes: JAX process count (each loads its slice of the batch).
   """
+  config_schema.check(config)
   height, width = image_shape
-  if config.crop_size < 1 or config.crop_size > min(height, width):
+  if config.crop_size > min(height, width):
     raise ValueError(f'crop_size {config.crop_size} does not fit in the '
                      f'{height}x{width} examples')
-  depth = config.model.num_downs
-  if config.crop_size % (2 ** depth):
-    raise ValueError(f'crop_size {config.crop_size} is not divisible by '
-                     f'2**num_downs = {2 ** depth}')
-  if config.batch_size < 1 or config.batch_size % num_devices:
+  if config.batch_size % num_devices:
     raise ValueError(f'batch_size {config.batch_size} is not a positive '
                      f'multiple of the {num_devices} devices')
   if config.batch_size % num_processes:
     raise ValueError(f'batch_size {config.batch_size} is not divisible by '
                      f'the {num_processes} processes')
-  if config.nan_policy not in NAN_POLICIES:
-    raise ValueError(f'nan_policy must be one of {NAN_POLICIES}, '
-                     f'got {config.nan_policy!r}')
-  for name in ('log_every_steps', 'checkpoint_every_steps',
-               'sample_every_steps', 'keep_checkpoints'):
-    if config[name] < 1:
-      raise ValueError(f'{name} must be >= 1, got {config[name]}')
-  if config.aia_log_max <= config.aia_log_min or config.hmi_saturation <= 0:
-    raise ValueError('need aia_log_max > aia_log_min and hmi_saturation > 0')
-  if config.patch_binning < 1:
-    raise ValueError(f'patch_binning must be >= 1, got {config.patch_binning}')
-  for name in ('eval_every_steps', 'eval_batch_size', 'eval_keep_samples'):
-    if config[name] < 0:
-      raise ValueError(f'{name} must be >= 0, got {config[name]}')
-  if config.validation_examples == 0 or config.validation_examples < -1:
-    raise ValueError('validation_examples must be -1 (all) or >= 1, got '
-                     f'{config.validation_examples}')
 
 
 def to_json(config):

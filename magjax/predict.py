@@ -78,6 +78,7 @@ import numpy as np
 
 from magjax import checkpoints
 from magjax import compile_cache
+from magjax import config_schema
 from magjax import config_utils
 from magjax import predict_batch
 from magjax_common.errors import UserError, fail, one_line
@@ -411,8 +412,8 @@ def _check_samples(samples):
 def _model(workdir, step, config_path):
   """(config, saved config, step) of a checkpoint, checked for tiling."""
   saved_config, step = checkpoints.saved_config(workdir, step)
-  config = (config_utils.load_config_file(config_path) if config_path
-            else saved_config)
+  config = (config_schema.check(config_utils.load_config_file(config_path))
+            if config_path else config_schema.check(saved_config, saved=True))
   tile, depth = int(config.crop_size), int(config.model.num_downs)
   if tile < 1 or tile % (2 ** depth):
     raise UserError(f'config crop_size {tile} (the tile side) is not a '

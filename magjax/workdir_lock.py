@@ -21,7 +21,7 @@ import os
 import socket
 import sys
 
-from magjax_common.errors import UserError
+from magjax_common.errors import UserError, WriteError, write_reason
 
 LOCK_NAME = 'run.lock'
 
@@ -79,7 +79,11 @@ class WorkdirLock:
     raise UserError(f'{self.path}: the lock keeps changing hands')
 
   def acquire(self):
-    os.makedirs(os.path.dirname(self.path) or '.', exist_ok=True)
+    try:
+      os.makedirs(os.path.dirname(self.path) or '.', exist_ok=True)
+    except OSError as e:
+      raise WriteError(f'cannot create the workdir {os.path.dirname(self.path)}'
+                       f': {write_reason(e)}') from e
     fd = self._locked_fd()
     holder = _holder(self.path)
     host = socket.gethostname()
@@ -94,9 +98,15 @@ class WorkdirLock:
               'start': datetime.datetime.now(datetime.timezone.utc)
               .isoformat(timespec='seconds'),
               'command': ' '.join(sys.argv) or 'python'}
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, (json.dumps(record) + '\n').encode(), 0)
-    os.fsync(fd)
+    try:
+      os.ftruncate(fd, 0)
+      os.pwrite(fd, (json.dumps(record) + '\n').encode(), 0)
+      os.fsync(fd)
+    except OSError as e:  # a full disk: nothing started, nothing held
+      self._fd = fd
+      self.release()
+      raise WriteError(f'cannot write the run lock {self.path}: '
+                       f'{write_reason(e)}') from e
     self._fd = fd
 
   def release(self):

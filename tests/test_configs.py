@@ -53,7 +53,7 @@ def test_num_train_steps_is_derived_from_epochs_when_minus_one():
 
 @pytest.mark.parametrize('change, message', [
     ({'crop_size': 1024}, 'does not fit'),
-    ({'crop_size': 500}, 'not divisible by 2\\*\\*num_downs'),
+    ({'crop_size': 500}, 'not a multiple of 2\\*\\*num_downs'),
     ({'batch_size': 3}, 'multiple of the 2 devices'),
     ({'nan_policy': 'ignore'}, 'nan_policy'),
     ({'log_every_steps': 0}, 'log_every_steps'),

@@ -86,3 +86,18 @@ def test_training_on_a_workdir_in_use_stops_with_one_line(tmp_path, capsys):
   assert len(err) == 1 and err[0].startswith('error: ') and 'in use by' in (
       err[0])
   assert not os.path.exists(os.path.join(workdir, 'checkpoints'))
+
+
+def test_a_lock_the_disk_will_not_take_is_one_line_and_nothing_held(
+    tmp_path, monkeypatch):
+  def full(*args):
+    del args
+    raise OSError(28, 'No space left on device')
+  monkeypatch.setattr(os, 'pwrite', full)
+  lock = workdir_lock.WorkdirLock(str(tmp_path))
+  with pytest.raises(UserError) as info:
+    lock.acquire()
+  assert str(info.value) == (f'cannot write the run lock {lock.path}: '
+                             'No space left on device')
+  assert info.value.exit_code == 3
+  assert not os.path.exists(lock.path)

@@ -41,6 +41,7 @@ import ml_collections
 import numpy as np
 
 from magjax import checkpoints
+from magjax import config_schema
 from magjax import config_utils
 from magjax import input_pipeline
 from magjax import workdir_lock
@@ -238,6 +239,7 @@ def train_and_evaluate(config, workdir, source=None, eval_source=None):
     NonFiniteLossError: non-finite loss with nan_policy 'stop'.
   """
   started = time.monotonic()  # max_train_seconds counts compile time too
+  config_schema.check(config)  # every setting in range before any work
   maybe_initialize_distributed(config)
   checkpoints.quiet_orbax()  # and TFDS's INFO lines
   if source is None:
@@ -464,6 +466,7 @@ def run(config, workdir, source=None, eval_source=None):
   lock (magjax/workdir_lock.py; process 0 of a multi-host run); returns
   the exit code."""
   try:
+    config_schema.check(config)  # before the lock, the data, the compile
     maybe_initialize_distributed(config)  # before jax.process_index()
     with workdir_lock.WorkdirLock(workdir,
                                   enabled=jax.process_index() == 0) as lock:
@@ -479,6 +482,6 @@ def run(config, workdir, source=None, eval_source=None):
   return 0
 
 
-def _print(message, stream=sys.stdout):
+def _print(message, stream=None):
   if jax.process_index() == 0:
-    print(message, file=stream, flush=True)
+    print(message, file=stream or sys.stdout, flush=True)
