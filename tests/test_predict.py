@@ -201,3 +201,28 @@ def test_in_process_errors(setup, tmp_path, capsys):
                        setup['aia'], '--output', out]) == 2
   assert 'no such workdir' in capsys.readouterr().err
   assert not os.path.exists(out)
+
+
+def test_a_damaged_checkpoint_is_refused_by_step_and_passed_over_without(
+    setup, tmp_path, capsys):
+  workdir = str(tmp_path / 'run')
+  eval_helpers.save_checkpoint(workdir, setup['config'], step=1)
+  eval_helpers.save_checkpoint(workdir, setup['config'], step=2)
+  step_dir = tmp_path / 'run' / 'checkpoints' / '2'
+  victim = max((p for p in step_dir.rglob('*') if p.is_file()),
+               key=lambda p: p.stat().st_size)
+  victim.write_bytes(victim.read_bytes()[:-1])
+  out = str(tmp_path / 'o.fits')
+  assert predict.main(['--workdir', workdir, '--input', setup['aia'],
+                       '--output', out, '--step', '2']) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and 'checkpoint 2' in err[0], err
+  assert 'is damaged' in err[0] and 'newest intact checkpoint: 1' in err[0]
+  assert not os.path.exists(out)
+  assert predict.main(['--workdir', workdir, '--input', setup['aia'],
+                       '--output', out]) == 0
+  captured = capsys.readouterr()
+  assert 'checkpoint 2 is damaged' in captured.err
+  assert 'using checkpoint 1' in captured.err
+  with fits.open(out) as hdul:
+    assert hdul[0].header['CKPTSTEP'] == 1
