@@ -23,12 +23,15 @@ from astropy.time import Time, TimeDelta
 
 GIB = 2 ** 30
 # What one input file may make a command allocate, its data included (a
-# `prepare build` of N workers: N times this). A 4096^2 image costs ~0.4 GiB.
+# `prepare build` of N workers: N times this). A 4096^2 image: ~0.6 GiB.
 MAX_FILE_MEMORY = 2 * GIB
 # Bytes allocated per pixel while a file is read, calibrated, patched and
 # put back on its disk, on top of its stored pixels: 21.5 B/px measured
 # with tracemalloc on a 4096^2 AIA file (load_304, extract_patch, to_disk).
 WORK_BYTES_PER_PIXEL = 24
+# Bytes allocated whatever the image's size: the patch grid's 800 x 900
+# points through astropy's frames (~155 MB measured on a 1024^2 file).
+FIXED_WORK_BYTES = 192 * 2 ** 20
 # Largest image axis of any other 2-D input (a prepared patch: 800 x 900):
 # the largest of the imagers below.
 GENERAL_MAX_PX = 4096
@@ -93,7 +96,8 @@ def _gib(nbytes):
 
 def memory_estimate(nx, ny, bitpix):
   """Bytes one image of nx x ny pixels (FITS BITPIX) costs to process."""
-  return nx * ny * (abs(bitpix) // 8 + WORK_BYTES_PER_PIXEL)
+  return FIXED_WORK_BYTES + nx * ny * (abs(bitpix) // 8
+                                      + WORK_BYTES_PER_PIXEL)
 
 
 def size_problem(header, key=None):

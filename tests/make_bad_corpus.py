@@ -9,8 +9,8 @@ plain bytes. `make_corpus(out)` returns {name: Case}; Case.path is the file,
 Case.kind the raw-tree directory it pretends to belong to ('aia' or 'hmi'),
 Case.fragment a piece of the expected error message (prepare patch),
 Case.predict_ok True for the one file predict accepts (a prepared AIA 304
-patch: predict's patch route) and Case.patch_ok True for the one file
-`prepare patch` accepts but predict does not.
+patch: predict's patch route) and Case.impossible 'oversized' or
+'implausible' for issue 20's files that parse cleanly but cannot be real.
 """
 
 import dataclasses
@@ -35,6 +35,7 @@ class Case:
   fragment: str            # expected in `prepare patch`'s error line
   predict_fragment: str = ''  # expected in predict's ('' = any)
   predict_ok: bool = False
+  impossible: str = ''  # issue 20's inputs: 'oversized' or 'implausible'
 
 
 def _sunpy(name):
@@ -70,6 +71,99 @@ def _write(path, data, header):
   return str(path)
 
 
+def _scaled(header, n):
+  """The header of the same full-disk view on an n x n grid."""
+  header = header.copy()
+  factor = n / header['NAXIS1']
+  header['NAXIS1'] = header['NAXIS2'] = n
+  for axis in (1, 2):
+    header[f'CDELT{axis}'] /= factor
+    header[f'CRPIX{axis}'] = (header[f'CRPIX{axis}'] - 0.5) * factor + 0.5
+  return header
+
+
+def _oversized(path, header, n, dtype=np.int16):
+  """A valid RICE-compressed n x n image in HDU 1 of `header`'s view: a
+  constant compresses to ~16 bytes per kpx and is never held in memory
+  (40000^2: 25 MB in 2.5 s)."""
+  data = np.broadcast_to(dtype(100), (n, n))
+  with warnings.catch_warnings():
+    warnings.simplefilter('ignore')
+    fits.HDUList([fits.PrimaryHDU(), fits.CompImageHDU(
+        data, _scaled(header, n), compression_type='RICE_1',
+        tile_shape=(16, n))]).writeto(path, overwrite=True)
+  return str(path)
+
+
+def _later(header, minutes):
+  """A copy of an SDO header whose times are `minutes` later."""
+  from astropy.time import Time, TimeDelta  # pylint: disable=g-import-not-at-top
+  header = header.copy()
+  shift = TimeDelta(60.0 * minutes, format='sec')
+  for key in ('DATE-OBS', 'T_OBS'):
+    header[key] = (Time(header[key].rstrip('Z')) + shift).isot + (
+        'Z' if header[key].endswith('Z') else '')
+  return header
+
+
+def _add_impossible_inputs(add, aia, hmi):
+  """Files that parse cleanly but cannot be real (issue 20): larger than
+  the instrument writes, blank, mostly missing, saturated, out of the
+  mission's dates. `aia`, `hmi`: (data, header) of synthetic 256^2 files."""
+  data, header = aia
+  _oversized(add('oversized_aia_40000.fits', 'aia', '40000x40000 image; '
+                 'SDO/AIA images are at most 4096x4096',
+                 impossible='oversized'), header, 40000)
+  hdata, hheader = hmi
+  _oversized(add('oversized_hmi_8192.fits', 'hmi', '8192x8192 image; '
+                 'SDO/HMI images are at most 4096x4096', 'SDO/HMI',
+                 impossible='oversized'), hheader, 8192, np.int32)
+  eit = _sunpy_header('EIT_header/SOHO_EIT_304_20070601T121937_L1.header')
+  _oversized(add('oversized_eit_2048.fits', 'aia', 'not an SDO AIA or HMI',
+                 '2048x2048 image; SOHO/EIT images are at most 1024x1024',
+                 impossible='oversized'), eit, 2048)
+  disk = np.isfinite(data) & (data > 0)
+  # A minute apart, so that a build can pair each with its own HMI file.
+  for minute, (name, fragment, values) in enumerate((
+      ('blank_100dn.fits', 'near-constant', np.full_like(data, 100.0)),
+      ('zero_filled.fits', '100.0 % of the solar disk has no data',
+       np.zeros_like(data)),
+      ('half_missing.fits', 'of the solar disk has no data',
+       np.where(np.arange(data.shape[1]) < data.shape[1] // 2, np.nan,
+                data).astype(np.float32)),
+      ('saturated.fits', 'saturated',
+       np.where(disk & (np.random.default_rng(1).random(data.shape) < 0.2),
+                16383.0, data).astype(np.float32))), start=1):
+    _write(add(name, 'aia', fragment, fragment, impossible='implausible'),
+           values, _later(header, minute))
+  h = header.copy()
+  h.update(PERCENTD=62.5, TOTVALS=16777216, DATAVALS=10485760,
+           MISSVALS=6291456)
+  _write(add('partial_percentd.fits', 'aia', 'PERCENTD 62.5',
+             'PERCENTD 62.5', impossible='implausible'), data, h)
+  _write(add('hmi_zero_filled.fits', 'hmi', 'has no data', 'SDO/HMI',
+             impossible='implausible'),
+         np.where(np.isfinite(hdata), 0.0, np.nan).astype(np.float32),
+         hheader)
+  # A real observatory's date is checked: no SYNTHETIC flag here.
+  h = header.copy()
+  del h['SYNTHETIC']
+  h.update({'DATE-OBS': '1990-07-07T07:00:00.00',
+            'T_OBS': '1990-07-07T07:00:01.00Z'})
+  _write(add('aia_1990.fits', 'aia', "outside SDO/AIA's operating life",
+             "outside SDO/AIA's operating life", impossible='implausible'),
+         data, h)
+  euvi = _sunpy_header('euvi_20090615_000900_n4euA_s.header')
+  euvi.update({'WAVELNTH': 304, 'OBSRVTRY': 'STEREO_B',
+               'RSUN_OBS': euvi['RSUN'],
+               'DATE-OBS': '2016-06-15T00:09:00.006',
+               'DATE-AVG': '2016-06-15T00:09:08.009'})
+  _write(add('euvi_b_2016.fits', 'aia', 'not an SDO AIA or HMI file',
+             "outside STEREO-B/EUVI's operating life",
+             impossible='implausible'),
+         np.full((euvi['NAXIS2'], euvi['NAXIS1']), 100.0, np.float32), euvi)
+
+
 def make_corpus(out):
   """Writes the corpus under `out` (flat); returns {name: Case}."""
   from data_prep import patches  # pylint: disable=g-import-not-at-top
@@ -80,10 +174,13 @@ def make_corpus(out):
   data, header = _plain(aia)
   cases = {}
 
-  def add(name, kind, fragment, predict_fragment='', predict_ok=False):
+  def add(name, kind, fragment, predict_fragment='', predict_ok=False,
+          impossible=''):
     cases[name] = Case(os.path.join(out, name), kind, fragment,
-                       predict_fragment, predict_ok)
+                       predict_fragment, predict_ok, impossible)
     return cases[name].path
+
+  _add_impossible_inputs(add, (data, header), _plain(hmi))
 
   good = open(aia, 'rb').read()
   with open(add('truncated.fits', 'aia', 'truncated'), 'wb') as f:

@@ -4,7 +4,9 @@ Each test appends one JSON line to .cache/faults/ledger.jsonl (or to
 $MAGJAX_FAULT_LEDGER); tests/faults/summarize.py prints the table.
 Fields: test, faults (injected), recovered (runs that recovered), lost
 (files lost or corrupted), bad_inputs (tried), clear_errors (one-line
-`error:` answers / reasoned skips).
+`error:` answers / reasoned skips); for a measured refusal also peak_mib
+(the refusing process's peak resident memory) and bound_mib (the bound it
+must stay under).
 """
 import json
 import os
@@ -19,11 +21,14 @@ def path():
 
 
 def record(test, faults=0, recovered=0, lost=0, bad_inputs=0,
-           clear_errors=0):
+           clear_errors=0, peak_mib=None, bound_mib=None):
   """Appends one line (a single O_APPEND write, so concurrent-safe)."""
-  line = json.dumps({'test': test, 'faults': faults, 'recovered': recovered,
-                     'lost': lost, 'bad_inputs': bad_inputs,
-                     'clear_errors': clear_errors}) + '\n'
+  entry = {'test': test, 'faults': faults, 'recovered': recovered,
+           'lost': lost, 'bad_inputs': bad_inputs,
+           'clear_errors': clear_errors}
+  if peak_mib is not None:
+    entry.update(peak_mib=round(peak_mib, 1), bound_mib=bound_mib)
+  line = json.dumps(entry) + '\n'
   os.makedirs(os.path.dirname(path()), exist_ok=True)
   fd = os.open(path(), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
   try:
