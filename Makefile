@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 TEST_DATA := .cache/test-data
 PYTEST_ARGS ?=
 
-.PHONY: install test test-all test-data data rebuild-data demo clean faults bench-venv bench
+.PHONY: install test test-all test-data data rebuild-data demo clean faults bench-venv bench gpu-check
 
 install: $(STAMP)
 
@@ -67,6 +67,23 @@ $(TORCH_STAMP):
 bench: install bench-venv
 	test -d data/tfds/sdo_ar || $(MAKE) data
 	$(PY) -m tools.bench_suite --passes 2 --json-out .cache/bench/results.json
+
+# The one prepared GPU run (tools/gpu_check.py, about 8 minutes on one GPU
+# from a fresh tree): CUDA jax and torch in .venv-gpu / .venv-gpu-torch,
+# JAX and PyTorch train steps (3 models, 512^2, batch 32, float32 and bf16),
+# the input pipeline, 300 steps of :gpu8 killed and resumed, eval; one table,
+# JSON in $OUT. GPU_CHECK_DRY_RUN=1: the same on the CPU at tiny sizes with
+# .venv (and .venv-torch when built), under 3 minutes.
+GPU_CHECK_DRY_RUN ?=
+GPU_CHECK_ARGS ?=
+
+ifeq ($(GPU_CHECK_DRY_RUN),1)
+gpu-check: install
+	$(PY) -m tools.gpu_check --dry-run $(GPU_CHECK_ARGS)
+else
+gpu-check:
+	python3 -m tools.gpu_check $(GPU_CHECK_ARGS)
+endif
 
 VARIANTS := pix2pix cat rhp
 # Per-variant bound on training time (compile included); a run checkpoints

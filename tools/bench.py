@@ -18,6 +18,7 @@ trace and a per-op table.
 """
 
 import argparse
+import functools
 import json
 import statistics
 import time
@@ -28,6 +29,7 @@ import numpy as np
 
 from magjax import config_utils
 from magjax import host_memory
+from magjax import kernels
 from magjax import xla_env
 from magjax.training import steps
 from magjax.training import train_state as train_state_lib
@@ -81,8 +83,9 @@ def time_train_step(config, size, batch, warmup, repeats, profile_dir=None):
   profile_dir: also trace two more steps there and print the per-op table
   (tools/profiling.py).
   """
-  state = train_state_lib.create_train_state(
-      config, jax.random.key(config.seed), (size, size))
+  state = jax.jit(functools.partial(  # jitted: eager init is op by op
+      train_state_lib.create_train_state, config, image_shape=(size, size)))(
+          jax.random.key(config.seed))
   rng = np.random.default_rng(1)
   data = {k: jnp.asarray(rng.uniform(-1, 1, (batch, size, size, 1)),
                          jnp.float32) for k in ('aia', 'hmi')}
@@ -121,6 +124,9 @@ def main(argv=None):
   p.add_argument('--half-precision', action=argparse.BooleanOptionalAction,
                  default=None, help='bf16 compute with float32 master '
                  'weights (default: as the config says)')
+  p.add_argument('--conv', default=None, choices=kernels.CHOICES,
+                 help='model.conv and model.conv_transpose (default: the '
+                 'config\'s; \'xla\' is what \'auto\' picks on GPU/TPU)')
   p.add_argument('--profile', metavar='DIR', default=None,
                  help='trace two more steps into DIR and print where the '
                  'time goes, per XLA op')
@@ -131,6 +137,8 @@ def main(argv=None):
   config.batch_size = args.batch
   if args.half_precision is not None:
     config.half_precision = args.half_precision
+  if args.conv is not None:
+    config.model.conv = config.model.conv_transpose = args.conv
   if config.num_train_steps <= 0:
     config.num_train_steps = 1000  # only shapes the lr schedule
   times, (flops, direct_flops), (params_g, params_d) = time_train_step(
