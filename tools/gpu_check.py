@@ -81,9 +81,9 @@ SIZES = {
 class Check:
   """The phases' results and timings, and the shared deadline."""
 
-  def __init__(self, dry_run, budget_s, work, models=MODELS):
+  def __init__(self, dry_run, budget_s, work, models=MODELS, dtypes=DTYPES):
     self.dry_run = dry_run
-    self.models = models
+    self.models, self.dtypes = models, dtypes
     self.sizes = SIZES['dry' if dry_run else 'gpu']
     self.deadline = time.monotonic() + budget_s
     self.started = time.monotonic()
@@ -288,7 +288,7 @@ def bench_step(check):
   s = check.sizes
   failures = []
   for model in check.models:
-    for dtype in DTYPES:
+    for dtype in check.dtypes:
       order = ('pytorch', 'jax') if dtype == 'float32' else ('jax', 'pytorch')
       for framework in order:
         try:
@@ -544,11 +544,15 @@ def main(argv=None):
                  '.cache/gpu-check)')
   p.add_argument('--models', nargs='+', choices=MODELS, default=MODELS,
                  help='models of the train-step benchmark (default: all)')
+  p.add_argument('--dtypes', nargs='+', choices=DTYPES, default=DTYPES,
+                 help='compute dtypes of the train-step benchmark (default: '
+                 'both)')
   p.add_argument('--work', default=os.path.join(ROOT, '.cache', 'gpu-check'),
                  help='working directory (data, runs, logs)')
   args = p.parse_args(argv)
   budget = args.budget_s or (170.0 if args.dry_run else 470.0)
-  check = Check(args.dry_run, budget, args.work, tuple(args.models))
+  check = Check(args.dry_run, budget, args.work, tuple(args.models),
+                tuple(args.dtypes))
   print(f'gpu-check{" (DRY RUN on the CPU, tiny sizes)" if args.dry_run else ""}'
         f': budget {budget:.0f} s, work in {args.work}', flush=True)
   check.phase('env', lambda: setup_env(check))
