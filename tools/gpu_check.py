@@ -64,7 +64,7 @@ SIZES = {
                 torch_arch=[], train_config='configs/rhp.py:gpu8',
                 train_steps=300, checkpoint_every=100, input_batches=30,
                 data_every='12d', data_end='2012-12-31', data_size=1024,
-                splits=[], device='cuda', reserve_s=250,
+                splits=[], device='cuda', reserve_s=180,
                 torch_threads=max(1, len(os.sched_getaffinity(0)))),
     'dry': dict(size=32, batch=2, steps=2, warmup=1, config=':tiny',
                 torch_arch=['--ngf', '8', '--ndf', '8', '--num-downs', '5'],
