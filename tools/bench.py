@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from magjax import compile_cache
 from magjax import config_utils
 from magjax import host_memory
 from magjax import kernels
@@ -134,6 +135,8 @@ def main(argv=None):
   malloc_tuned = host_memory.tune_malloc()
   xla_env.apply_defaults()  # as train.py does
   config = config_utils.load_config_file(args.config)
+  # As train.py: compiles not timed here are reused by later runs.
+  compile_cache.configure(config.get('compilation_cache_dir', 'auto'))
   config.batch_size = args.batch
   if args.half_precision is not None:
     config.half_precision = args.half_precision

@@ -72,7 +72,7 @@ SIZES = {
                 checkpoint_every=100, input_batches=5, data_every='3d',
                 data_end='2012-01-04', data_size=256,
                 splits=['train=01-01:01-02', 'validation=01-07:01-08',
-                        'test=01-03:01-06'], device='cpu', reserve_s=60,
+                        'test=01-03:01-06'], device='cpu', reserve_s=45,
                 # one thread: the data set builds beside it
                 torch_threads=1),
 }
@@ -538,7 +538,7 @@ def main(argv=None):
                  help='the same phases on the CPU at tiny sizes')
   p.add_argument('--budget-s', type=float, default=None,
                  help='wall-clock budget; later phases are skipped past it '
-                 '(default 470, dry run 170)')
+                 '(default 470, dry run 175)')
   p.add_argument('--out', default=os.environ.get('OUT') or None,
                  help='directory for gpu_check.json (default $OUT, else '
                  '.cache/gpu-check)')
@@ -550,7 +550,7 @@ def main(argv=None):
   p.add_argument('--work', default=os.path.join(ROOT, '.cache', 'gpu-check'),
                  help='working directory (data, runs, logs)')
   args = p.parse_args(argv)
-  budget = args.budget_s or (170.0 if args.dry_run else 470.0)
+  budget = args.budget_s or (175.0 if args.dry_run else 470.0)
   check = Check(args.dry_run, budget, args.work, tuple(args.models),
                 tuple(args.dtypes))
   print(f'gpu-check{" (DRY RUN on the CPU, tiny sizes)" if args.dry_run else ""}'
