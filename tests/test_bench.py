@@ -6,12 +6,14 @@ import json
 
 import jax
 import jax.numpy as jnp
+import pytest
 
 from magjax import config_utils
 from magjax.training import steps, train_state
 from tools import bench
 
 
+@pytest.mark.slow  # 21 s; the bench tool is timed by make bench
 def test_bench_prints_torch_ref_fields_and_fixture_param_counts(
     capsys, tmp_path):
   # rhp at num_downs 5 (tiny) has attention at the innermost level: the

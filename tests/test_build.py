@@ -490,6 +490,7 @@ def _files_bytes(out):
           for p in sorted(out.glob('*/*.fits'))}
 
 
+@pytest.mark.slow  # 10 s
 def test_dask_build_equals_the_serial_build(synthetic_raw, tmp_path, capsys):
   """--scheduler local (a LocalCluster of 2 workers) vs --workers 1."""
   serial_out, dask_out = tmp_path / 'serial', tmp_path / 'dask'

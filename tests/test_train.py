@@ -108,6 +108,7 @@ def _free_port():
     return sock.getsockname()[1]
 
 
+@pytest.mark.slow  # 25 s; two devices in one process stay in the default suite
 def test_two_processes_give_the_one_process_result(straight, tmp_path, env):
   """jax.distributed on localhost: 2 processes x 1 CPU device, one workdir."""
   one, _, _ = straight
@@ -219,6 +220,7 @@ def test_stop_and_resume_equals_the_straight_run(straight, tmp_path, env):
     np.testing.assert_array_equal(resumed[key], one[key], err_msg=key)
 
 
+@pytest.mark.slow  # 18 s; make faults kills at random moments, stop+resume stays default
 def test_sigkill_and_resume_equals_the_straight_run(straight, tmp_path, env):
   one, _, _ = straight
   # Checkpoints at steps 2 and 4; reads of 1 s per example (2 s a step)
