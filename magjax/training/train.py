@@ -467,6 +467,7 @@ def run(config, workdir, source=None, eval_source=None):
   the exit code."""
   try:
     config_schema.check(config)  # before the lock, the data, the compile
+    checkpoints.quiet_orbax()  # absl INFO lines (JAX's backend probe too)
     maybe_initialize_distributed(config)  # before jax.process_index()
     with workdir_lock.WorkdirLock(workdir,
                                   enabled=jax.process_index() == 0) as lock:
