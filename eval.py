@@ -49,7 +49,7 @@ def main(argv):
       config_schema.check(config)
     # The newest intact checkpoint unless --step (a damaged one is refused).
     step = checkpoints.intact_step(FLAGS.workdir, FLAGS.step,
-                                   note=checkpoints.note)
+                                   say=checkpoints.note)
     if saved:
       config, _ = checkpoints.saved_config(FLAGS.workdir, step)
     if FLAGS.eval_mode:

@@ -111,10 +111,10 @@ def damage(step_dir):
     return 'its directory is gone'
   if not os.path.isfile(path):
     return None
-  key = (step_dir,) + tuple(
-      (rel, os.stat(os.path.join(step_dir, rel)).st_size,
-       os.stat(os.path.join(step_dir, rel)).st_mtime_ns)
-      for rel in _checked_files(step_dir) + [MANIFEST])
+  stats = {rel: os.stat(os.path.join(step_dir, rel))
+           for rel in _checked_files(step_dir) + [MANIFEST]}
+  key = (step_dir,) + tuple((rel, st.st_size, st.st_mtime_ns)
+                            for rel, st in stats.items())
   if key not in _VERIFIED:
     _VERIFIED[key] = _compare(step_dir, path)
   return _VERIFIED[key]
@@ -144,11 +144,12 @@ def note(line):
   print(line, file=sys.stderr, flush=True)
 
 
-def intact_step(workdir, step=None, note=None):  # pylint: disable=redefined-outer-name
+def intact_step(workdir, step=None, say=None):
   """The step to read: `step`, or the newest intact checkpoint.
 
-  Without `step`, damaged newer checkpoints are passed over and `note(line)`
-  hears, in one line, which and why, and which one is used instead.
+  Without `step`, damaged newer checkpoints are passed over and `say(line)`
+  (e.g. `note`) hears, in one line, which and why, and which one is used
+  instead.
 
   Raises:
     CheckpointError: no checkpoint, or no such step.
@@ -175,9 +176,9 @@ def intact_step(workdir, step=None, note=None):  # pylint: disable=redefined-out
     raise CheckpointDamagedError(
         f'checkpoint {wanted} in {where} is damaged: {reason} ({tail}; the '
         f'damaged files are left as they are)')
-  if note is not None:
-    note(f'note: {_damaged_list(damaged)} in {where}: using checkpoint '
-         f'{intact}')
+  if say is not None:
+    say(f'note: {_damaged_list(damaged)} in {where}: using checkpoint '
+        f'{intact}')
   return intact
 
 
@@ -190,10 +191,10 @@ def _damaged_list(damaged):
   return f'checkpoints {", ".join(steps)} are damaged ({first}: {why})'
 
 
-def set_aside_damaged(workdir, note):
+def set_aside_damaged(workdir, say):
   """Training's resume: moves damaged checkpoints newer than the newest
   intact one to `<workdir>/checkpoints_damaged/<step>[.N]` (kept, never
-  deleted), tells `note` in one line, and returns the newest intact step
+  deleted), tells `say` in one line, and returns the newest intact step
   (None: no checkpoint at all).
 
   Raises:
@@ -221,8 +222,8 @@ def set_aside_damaged(workdir, note):
     while os.path.exists(target):
       target, n = os.path.join(aside, f'{step}.{n}'), n + 1
     os.replace(step_directory(workdir, step), target)
-  note(f'note: {_damaged_list(damaged)}: moved to {aside}; resuming from '
-       f'checkpoint {s}')
+  say(f'note: {_damaged_list(damaged)}: moved to {aside}; resuming from '
+      f'checkpoint {s}')
   return s
 
 

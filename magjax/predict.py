@@ -464,7 +464,7 @@ def predict(workdir, input_path, output_path, step=None, samples=0,
     if os.path.abspath(path) == os.path.abspath(input_path):
       raise UserError(f'{path}: output would overwrite the input')
   # Cheap checks first (no JAX import): checkpoint listing, input header.
-  step = checkpoints.intact_step(workdir, step, note=checkpoints.note)
+  step = checkpoints.intact_step(workdir, step, say=checkpoints.note)
   header = _raw_header(input_path)
   check_input(input_path, header)
   if frame == 'disk' and _is_patch(header):
@@ -495,7 +495,7 @@ def predict_many(workdir, specs, out_dir, step=None, samples=0,
   """Many inputs to OUT_DIR (magjax/predict_batch.py); returns the exit
   code: 0 all written or already there, 1 some inputs failed."""
   _check_samples(samples)
-  step = checkpoints.intact_step(workdir, step, note=checkpoints.note)
+  step = checkpoints.intact_step(workdir, step, say=checkpoints.note)
   inputs, missing = predict_batch.expand_inputs(specs)
   inputs = predict_batch.without_outputs(inputs, out_dir)
   if not inputs:

@@ -128,7 +128,7 @@ def test_a_damaged_latest_checkpoint_is_named_and_readers_use_the_previous(
   else:
     victim.unlink()
   notes = []
-  assert checkpoints.intact_step(str(tmp_path), note=notes.append) == 2
+  assert checkpoints.intact_step(str(tmp_path), say=notes.append) == 2
   assert len(notes) == 1 and 'checkpoint 3 is damaged' in notes[0]
   assert 'using checkpoint 2' in notes[0]
   with pytest.raises(checkpoints.CheckpointDamagedError,

@@ -314,7 +314,7 @@ def evaluate(config, workdir, step=None, split=None, source=None,
     UserError: one-line message for bad config, checkpoint or data.
   """
   if step is None:  # the newest intact checkpoint (damaged ones said)
-    step = checkpoints.intact_step(workdir, note=checkpoints.note)
+    step = checkpoints.intact_step(workdir, say=checkpoints.note)
   saved, _ = checkpoints.saved_config(workdir, step)
   config = ml_collections.ConfigDict((config or saved).to_dict())
   modes = eval_modes(config)

@@ -79,7 +79,7 @@ def restore_generator(config, workdir, step=None, abstract=None):
       checkpoint (without `step`, the newest intact one is used, said on
       stderr), or one that does not fit `config`'s model.
   """
-  step = checkpoints.intact_step(workdir, step, note=checkpoints.note)
+  step = checkpoints.intact_step(workdir, step, say=checkpoints.note)
   if abstract is None:
     abstract = checked_abstract_variables(config)
   device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
