@@ -80,6 +80,7 @@ from magjax import checkpoints
 from magjax import compile_cache
 from magjax import config_schema
 from magjax import config_utils
+from magjax import host_memory
 from magjax import predict_batch
 from magjax_common.errors import UserError, fail, one_line
 
@@ -610,4 +611,5 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
+  host_memory.tune_malloc()  # keep freed pages: see magjax/host_memory.py
   sys.exit(main())

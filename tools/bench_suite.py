@@ -444,7 +444,10 @@ def _inference_section(args, prefix, attempt):
   print(f'\n## Inference: whole patches, eval mode, random weights{passes}'
         '\n')
   print(infer_suite.table(rows, markdown_table))
-  print('\nJAX/PyTorch > 1: JAX is faster. A pass generates '
+  print('\nJAX/PyTorch > 1: JAX is faster. "Same malloc": the PyTorch '
+        "reference with glibc's malloc set as magjax's entry points set it "
+        '(magjax/host_memory.py), the comparison on equal terms. A pass '
+        'generates '
         f'{infer_suite.PATCHES} whole patches whose tiles share batches (the '
         'last batch padded), as batch predict does; overlap: '
         'config.eval_tile_overlap.')

@@ -24,6 +24,7 @@ import numpy as np
 
 from data_prep.grid import PATCH_SHAPE
 from magjax import config_utils
+from magjax import host_memory
 from magjax.evaluation import inference
 from magjax.models import build_generator
 from tools import infer_timing
@@ -42,6 +43,7 @@ def main(argv=None):
   p.add_argument('--repeats', type=int, default=3)
   p.add_argument('--warmup', type=int, default=1)
   args = p.parse_args(argv)
+  host_memory.tune_malloc()  # as predict and eval.py run the generator
   config = config_utils.load_config_file(args.config)
   tile, overlap = int(config.crop_size), inference.tile_overlap(config)
   shape = patch_shape(config.patch_binning)

@@ -6,7 +6,10 @@
    batch 1 and 8, JAX (`tools.infer_bench`) beside the PyTorch reference's
    eval-mode forward of the same network (`tools/torch_infer.py` with
    ../shared/bench/torch_ref.py), alternating, each a fresh process;
-   peak resident memory per process.
+   peak resident memory per process. PyTorch runs twice: as shipped, and
+   with glibc's malloc set as magjax's entry points set it
+   (`--tune-malloc`, magjax/host_memory.py), so that the ratio that
+   counts compares the frameworks on equal terms.
 2. `tools.predict_bench`: batch predict's files/minute on synthetic
    full-disk files with its time split, and one-file predict cold / warm.
 """
@@ -19,7 +22,8 @@ from magjax.evaluation import inference
 CONFIGS = (('paper RHP', 'configs/rhp.py'), ('demo RHP', 'configs/rhp.py:cpu'))
 BATCHES = (1, 8)
 PATCHES = 2  # whole patches per timed pass; their tiles share batches
-FRAMEWORKS = ('pytorch', 'jax')
+# 'pytorch-malloc': the reference with magjax's malloc settings.
+FRAMEWORKS = ('pytorch', 'pytorch-malloc', 'jax')
 
 
 def order(passes, configs=CONFIGS, batches=BATCHES):
@@ -52,6 +56,8 @@ def command(args, python, framework, config_path, batch, repeats=3):
          '--width', str(width), '--threads', str(args.threads), *common]
   if int(model.attn_level) >= 0:
     cmd += ['--attn-level', str(model.attn_level)]
+  if framework == 'pytorch-malloc':
+    cmd.append('--tune-malloc')
   return cmd
 
 
@@ -81,14 +87,19 @@ def summarize(runs):
         cell[framework][name] = next(
             (r[name] for r in results if r.get(name) is not None), None)
     torch_rate = cell['pytorch']['patches_per_s']
+    tuned_rate = cell['pytorch-malloc']['patches_per_s']
     jax_rate = cell['jax']['patches_per_s']
     rows.append({'model': label, 'config': path, 'batch': batch,
                  'tile': cell['jax']['tile'] or cell['pytorch']['tile'],
                  'tiles_per_patch': (cell['jax']['tiles_per_patch']
                                      or cell['pytorch']['tiles_per_patch']),
-                 'pytorch': cell['pytorch'], 'jax': cell['jax'],
+                 'pytorch': cell['pytorch'],
+                 'pytorch_malloc': cell['pytorch-malloc'], 'jax': cell['jax'],
                  'jax_over_pytorch': (jax_rate / torch_rate
-                                      if jax_rate and torch_rate else None)})
+                                      if jax_rate and torch_rate else None),
+                 'jax_over_pytorch_malloc': (
+                     jax_rate / tuned_rate if jax_rate and tuned_rate
+                     else None)})
   return rows
 
 
@@ -99,16 +110,21 @@ def _f(value, spec):
 def table(rows, markdown_table):
   return markdown_table(
       ['model', 'tile', 'tiles/patch', 'batch', 'PyTorch patches/s',
-       'JAX patches/s', 'JAX/PyTorch', 'PyTorch tiles/s', 'JAX tiles/s',
-       'peak RSS PyTorch / JAX (MB)'],
+       'PyTorch, malloc as magjax', 'JAX patches/s', 'JAX/PyTorch',
+       'JAX/PyTorch, same malloc', 'PyTorch tiles/s (as shipped / malloc)',
+       'JAX tiles/s', 'peak RSS PyTorch / malloc / JAX (MB)'],
       [[r['model'], f'{r["tile"]}²' if r['tile'] else '?',
         r['tiles_per_patch'], r['batch'],
         _f(r['pytorch']['patches_per_s'], '.3f'),
+        _f(r['pytorch_malloc']['patches_per_s'], '.3f'),
         _f(r['jax']['patches_per_s'], '.3f'),
         _f(r['jax_over_pytorch'], '.2f'),
-        _f(r['pytorch']['tiles_per_s'], '.2f'),
+        _f(r['jax_over_pytorch_malloc'], '.2f'),
+        f'{_f(r["pytorch"]["tiles_per_s"], ".2f")} / '
+        f'{_f(r["pytorch_malloc"]["tiles_per_s"], ".2f")}',
         _f(r['jax']['tiles_per_s'], '.2f'),
         f'{_f(r["pytorch"]["peak_rss_mb"], ".0f")} / '
+        f'{_f(r["pytorch_malloc"]["peak_rss_mb"], ".0f")} / '
         f'{_f(r["jax"]["peak_rss_mb"], ".0f")}'] for r in rows])
 
 
@@ -125,7 +141,8 @@ def predict_table(result, markdown_table):
         f'{result["files_per_min"]:.1f} files/min '
         f'({result["batch_wall_s"]:.1f} s wall)'],
        [f'  reading + calibrating + patching ({result.get("readers", 1)} '
-        'threads, overlapped; thread-seconds)', f'{s["read"]:.1f} s'],
+        'reader processes, overlapped; summed over inputs)',
+        f'{s["read"]:.1f} s'],
        ['  inference (main thread)', f'{s["infer"]:.1f} s'],
        ['  writing (1 thread, overlapped)', f'{s["write"]:.1f} s'],
        ['  limited by', {'read': 'reading and patching', 'infer':

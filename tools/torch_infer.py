@@ -10,7 +10,10 @@ mode (BatchNorm running statistics, dropout off) under
 `torch.inference_mode()`, NHWC tiles in and out as magjax's GeneratorFn
 takes them; the protocol (tiles of `--patches` patches sharing batches,
 warm-up, median of repeats, peak resident memory) is
-tools/infer_timing.py's. Last output line: JSON.
+tools/infer_timing.py's. `--tune-malloc` sets glibc's malloc as magjax's
+entry points do (magjax/host_memory.py): the reference as shipped leaves
+it alone, and its forward passes page-fault their fresh activations in.
+Last output line: JSON.
 """
 
 import argparse
@@ -24,6 +27,7 @@ import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)  # magjax.evaluation.tiling: NumPy only
+from magjax import host_memory  # pylint: disable=g-import-not-at-top,wrong-import-position  # ctypes only
 from tools import infer_timing  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
@@ -50,7 +54,13 @@ def main(argv=None):
   p.add_argument('--repeats', type=int, default=3)
   p.add_argument('--warmup', type=int, default=1)
   p.add_argument('--threads', type=int, default=2)
+  p.add_argument('--tune-malloc', action='store_true',
+                 help="glibc's malloc set as magjax's entry points set it "
+                 '(magjax/host_memory.py), for a comparison on equal terms')
   args = p.parse_args(argv)
+  malloc_tuned = args.tune_malloc and host_memory.tune_malloc()
+  if args.tune_malloc and not malloc_tuned:
+    p.error('--tune-malloc: this C library has no glibc mallopt')
   torch.set_num_threads(args.threads)
   torch.manual_seed(0)
   ref = load_torch_ref(args.torch_ref)
@@ -73,7 +83,7 @@ def main(argv=None):
   print(json.dumps(infer_timing.result(
       'pytorch', seconds, tiles, args.patches, args.batch, args.tile,
       args.overlap, shape, model=args.model, torch=torch.__version__,
-      threads=args.threads)))
+      threads=args.threads, malloc_tuned=bool(malloc_tuned))))
   return 0
 
 
