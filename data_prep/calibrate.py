@@ -38,16 +38,6 @@ QUIET_SUN_MU = 0.5
 # real data measure yours the same way (ITI's real AIA 304 quiet-Sun mean
 # is 46.2 DN/s). A model's own value is config.aia_quiet_sun.
 AIA_QUIET_SUN_DN_S = 35.4
-# The FITS keywords of a calibration to the AIA 304 scale.
-CALIBRATION_KEYS = {
-    'CALMODE': 'calibration: auto, quiet-sun or none',
-    'CALEXPT': 'exposure time divided out, s',
-    'CALDFAC': '(DSUN_OBS / 1 AU)^2 applied',
-    'CALQSIN': 'input quiet-Sun median, DN/s at 1 AU',
-    'CALQSREF': 'AIA 304 quiet-Sun reference, DN/s',
-    'CALGAIN': 'quiet-Sun gain applied',
-    'SRC_INST': 'input instrument and wavelength',
-}
 
 
 def _to_map(data, header):
@@ -194,7 +184,7 @@ def load_304(path, calibration='auto', reference=AIA_QUIET_SUN_DN_S):
   Returns:
     A sunpy map (its instrument's class) in DN/s with meta 'magjax_steps'
     and 'magjax_cal' (the FITS keywords of the calibration, see
-    `CALIBRATION_KEYS`).
+    `imagers.CALIBRATION_KEYS`).
 
   Raises:
     DataError: a one-line message for any bad or unsupported input.

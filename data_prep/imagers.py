@@ -36,6 +36,17 @@ WAVELENGTH = 304
 AU_M = 1.495978707e11
 MAX_EXPOSURE_S = 300.0  # EIT 304 exposures reach ~60 s; more is corrupt
 MIN_IMAGE_PX = 64  # a full-disk image smaller than this cannot hold a patch
+# The FITS keywords of a calibration to the AIA 304 scale
+# (data_prep.calibrate writes them; predict copies them to its outputs).
+CALIBRATION_KEYS = {
+    'CALMODE': 'calibration: auto, quiet-sun or none',
+    'CALEXPT': 'exposure time divided out, s',
+    'CALDFAC': '(DSUN_OBS / 1 AU)^2 applied',
+    'CALQSIN': 'input quiet-Sun median, DN/s at 1 AU',
+    'CALQSREF': 'AIA 304 quiet-Sun reference, DN/s',
+    'CALGAIN': 'quiet-Sun gain applied',
+    'SRC_INST': 'input instrument and wavelength',
+}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -303,8 +303,8 @@ def output_header(in_header, *, model, step, cfg_hash, trained_synthetic,
                          'full-disk file of the input patch')
   header['SRC_INST'] = (str(in_header.get('SRC_INST', 'SDO/AIA 304')),
                         'input instrument and wavelength')
-  from data_prep import calibrate  # pylint: disable=g-import-not-at-top
-  for key, comment in calibrate.CALIBRATION_KEYS.items():
+  from data_prep import imagers  # pylint: disable=g-import-not-at-top  # not calibrate: sunpy.map
+  for key, comment in imagers.CALIBRATION_KEYS.items():
     if key in in_header and key != 'SRC_INST':
       header[key] = (in_header[key], comment)
   # 9 characters: a HIERARCH card, as data_prep.synthetic writes it.
@@ -456,9 +456,12 @@ def _runner(workdir, step, config_path, batch, compilation_cache=None,
 
 def predict(workdir, input_path, output_path, step=None, samples=0,
             config_path=None, seed=0, frame='patch', calibration='auto',
-            batch=None, compilation_cache=None):
-  """One file to one file; returns a one-line summary. Raises UserError."""
+            batch=None, compilation_cache=None, reader_processes=False):
+  """One file to one file; returns a one-line summary. Raises UserError.
+  `reader_processes`: read in a spawned process (predict_batch.READERS)."""
   _check_samples(samples)
+  if reader_processes:
+    predict_batch.start_readers(1)
   outputs = [output_path] + ([disk_path(output_path)] if frame == 'disk'
                              else [])
   for path in outputs:
@@ -473,7 +476,8 @@ def predict(workdir, input_path, output_path, step=None, samples=0,
                     'full-disk image, not a patch')
   runner = _runner(workdir, step, config_path, batch, compilation_cache,
                    single=True, samples=samples, seed=seed,
-                   calibration=calibration, frame=frame)
+                   calibration=calibration, frame=frame,
+                   reader_processes=reader_processes)
   item = predict_batch.Item(input_path, output_path,
                             outputs[1] if frame == 'disk' else None)
   runner.run([item], predict_batch.Index(None), strict=True)
@@ -492,7 +496,8 @@ def predict(workdir, input_path, output_path, step=None, samples=0,
 
 def predict_many(workdir, specs, out_dir, step=None, samples=0,
                  config_path=None, seed=0, frame='patch', calibration='auto',
-                 batch=None, compilation_cache=None, log=print):
+                 batch=None, compilation_cache=None, log=print,
+                 reader_processes=False):
   """Many inputs to OUT_DIR (magjax/predict_batch.py); returns the exit
   code: 0 all written or already there, 1 some inputs failed."""
   _check_samples(samples)
@@ -502,6 +507,8 @@ def predict_many(workdir, specs, out_dir, step=None, samples=0,
   if not inputs:
     raise UserError(f'no input file: {missing[0][0]}: {missing[0][1]}'
                     if missing else 'no input file')
+  if reader_processes:
+    predict_batch.start_readers(len(inputs))
   try:
     os.makedirs(out_dir, exist_ok=True)
   except OSError as e:
@@ -514,7 +521,7 @@ def predict_many(workdir, specs, out_dir, step=None, samples=0,
     raise UserError(f'{clash[0]}: an output would overwrite this input')
   runner = _runner(workdir, step, config_path, batch, compilation_cache,
                    samples=samples, seed=seed, calibration=calibration,
-                   frame=frame)
+                   frame=frame, reader_processes=reader_processes)
   index = predict_batch.Index(os.path.join(out_dir,
                                            predict_batch.INDEX_NAME))
   start = time.perf_counter()
@@ -536,7 +543,8 @@ def predict_many(workdir, specs, out_dir, step=None, samples=0,
   log(f'predict: {counts["ok"]} written, {counts["exists"]} already done, '
       f'{counts["failed"]} failed of {len(items) + len(missing)} inputs in '
       f'{wall:.1f} s ({60 * counts["ok"] / wall:.1f} files/min); reading+'
-      f'calibrating+patching {seconds["read"]:.1f} s on {readers} threads, '
+      f'calibrating+patching {seconds["read"]:.1f} s on {readers} '
+      f'{"processes" if reader_processes else "threads"}, '
       f'inference {seconds["infer"]:.1f} s, writing '
       f'{seconds["write"]:.1f} s: limited by {_STAGES[limit]}; index '
       f'{index_path(out_dir)}')
@@ -600,7 +608,8 @@ def main(argv=None):
     kwargs = dict(compilation_cache=args.compilation_cache,
                   step=args.step, samples=args.samples,
                   config_path=args.config, seed=args.seed, frame=args.frame,
-                  calibration=args.calibration, batch=args.batch)
+                  calibration=args.calibration, batch=args.batch,
+                  reader_processes=True)
     if predict_batch.is_batch(args.input, args.output):
       return predict_many(args.workdir, args.input, args.output, **kwargs)
     message = predict(args.workdir, args.input[0], args.output, **kwargs)

@@ -11,10 +11,13 @@ OUTDIR/predictions.jsonl (fsynced): input, output, status ('ok', 'failed',
 'exists'), reason, observation time, instrument, seconds (read: reading,
 calibrating and patching; infer; write).
 
-Pipeline: reader threads (READERS) read and prepare the next inputs
-(PREFETCH ahead) while the main thread runs the generator and another
-writes the results:
-reading, inference and writing overlap. The generator is one jitted
+Pipeline: readers (READERS) read, calibrate and cut the next
+inputs to their patches (PREFETCH ahead) while the main thread runs the
+generator and a thread writes the results: reading, inference and writing
+overlap (the CLI reads in processes, library calls in threads: READERS).
+A reader process that dies (killed, out of memory) costs only the inputs
+it was reading: each is read again, and recorded as failed if its reader
+dies again. The generator is one jitted
 function of a fixed batch of tiles (`--batch`, default the config's), so it
 compiles once per run (once per machine with the persistent compilation
 cache); tiles of consecutive inputs share batches. A bad input is recorded
@@ -23,11 +26,13 @@ inputs whose outputs are complete (same checkpoint and config hash). A
 progress line with the ETA goes to stderr every few seconds.
 """
 
+import atexit
 import collections
 import concurrent.futures
 import dataclasses
 import datetime
 import glob
+import multiprocessing
 import os
 import sys
 import threading
@@ -43,9 +48,16 @@ COMPRESSED = ('', '.gz', '.fz')
 OUTPUT_SUFFIX = '_magjax'
 PROGRESS_SECONDS = 5.0
 PREFETCH = 3  # inputs being read ahead
-# Reader threads: sunpy's coordinate work is mostly NumPy, so two threads
-# read 1.6x as fast as one on 2 cores (tools/predict_bench); the GIL caps
-# what more would add.
+# Readers. Reading an input is mostly Python (sunpy maps and coordinates;
+# importing sunpy.map alone takes 2 s), so reader threads share one core
+# (the GIL) with JAX's start-up and the main loop. The CLI reads in
+# processes instead (`reader_processes`): a warm one-file predict of the
+# demo model took 5.8 s with a reader thread and 4.2 s with a reader
+# process (medians of 5, alternating; docs/PERFORMANCE.md).
+# They are spawned, not forked (the parent runs JAX's thread pools, and a
+# fork of a threaded process can deadlock); spawning re-imports the main
+# module, so a script using them needs the `if __name__ == '__main__':`
+# guard, which is why library calls default to threads.
 READERS = max(1, min(4, os.cpu_count() or 1))
 
 
@@ -112,6 +124,86 @@ def output_names(inputs, out_dir, frame):
   return names
 
 
+_pool = None  # the reader processes, kept for this process's later runs
+_pool_size = 0
+
+
+def _reader_pool(workers=None, fresh=False):
+  """The reader processes (started on demand, kept until exit): `workers`
+  of them (default: the pool's size, else READERS); `fresh`: a new pool in
+  place of a broken one."""
+  global _pool, _pool_size
+  workers = int(workers or _pool_size or READERS)
+  if _pool is not None and (fresh or workers != _pool_size):
+    _pool.shutdown(wait=False, cancel_futures=True)
+    _pool = None
+  if _pool is None:
+    _pool = concurrent.futures.ProcessPoolExecutor(
+        workers, mp_context=multiprocessing.get_context('spawn'))
+    _pool_size = workers
+    atexit.register(_pool.shutdown, wait=True, cancel_futures=True)
+  return _pool
+
+
+def _import_readers_modules():
+  from data_prep import calibrate, patches  # pylint: disable=g-import-not-at-top,unused-import
+  from magjax import predict  # pylint: disable=g-import-not-at-top,unused-import
+
+
+def start_readers(count):
+  """Starts `count` reader processes importing what reading needs (2-3 s
+  of sunpy and astropy), while the caller imports JAX and restores the
+  checkpoint."""
+  workers = max(1, min(READERS, count))
+  _reader_pool(workers)
+  for _ in range(workers):  # each spawns one process (none is idle yet)
+    _submit(_import_readers_modules)
+
+
+def _submit(fn, *args):
+  """(the pool, the future) of fn(*args) in a reader process; a pool that
+  broke (a reader died) is replaced first."""
+  pool = _reader_pool()
+  try:
+    return pool, pool.submit(fn, *args)
+  except concurrent.futures.BrokenExecutor:
+    pool = _reader_pool(fresh=True)
+    return pool, pool.submit(fn, *args)
+
+
+@dataclasses.dataclass
+class Read:
+  """What a reader process hands back for one input."""
+  aia: object = None  # (H, W) float32 patch in DN/s, full resolution
+  header: object = None  # the patch header
+  route: str = ''  # 'patch' or 'full-disk'
+  smap: object = None  # the full-disk map, for --frame disk only
+  error: str = ''
+  seconds: float = 0.0
+
+
+def read_input(path, calibration, reference, frame):
+  """In a reader process: one input read, calibrated and cut to its
+  patch (`predict.load_input_patch`); a bad input is a Read with its
+  one-line error, never an exception."""
+  from magjax import predict  # pylint: disable=g-import-not-at-top
+  start = time.perf_counter()
+  out = Read()
+  try:
+    out.aia, out.header, out.route, smap = predict.load_input_patch(
+        path, calibration, reference)
+    if frame == 'disk' and smap is None:
+      raise UserError(f'{os.path.basename(path)}: --frame disk needs a '
+                      'full-disk image, not a patch')
+    out.smap = smap if frame == 'disk' else None
+  except UserError as e:
+    out = Read(error=one_line(e))
+  except MemoryError:
+    out = Read(error=f'{os.path.basename(path)}: out of memory')
+  out.seconds = time.perf_counter() - start
+  return out
+
+
 @dataclasses.dataclass
 class Item:
   """One input on its way through the pipeline."""
@@ -125,6 +217,8 @@ class Item:
   smap: object = None  # the full-disk map, for --frame disk
   tiled: object = None  # tiling.Tiled
   error: str = ''
+  reads: int = 0  # times it was given to a reader
+  pool: object = None  # the reader processes it was last given to
   seconds: dict = dataclasses.field(
       default_factory=lambda: {'read': 0.0, 'infer': 0.0, 'write': 0.0})
 
@@ -191,7 +285,8 @@ class Runner:
   """Prepares, generates and writes items (see the module docstring)."""
 
   def __init__(self, config, saved_config, restore, step, *, batch,
-               samples=0, seed=0, calibration='auto', frame='patch'):
+               samples=0, seed=0, calibration='auto', frame='patch',
+               reader_processes=False):
     """restore(None) -> the generator variables' shapes; restore(shapes)
     -> the variables; called by `ready`, after the first inputs started
     being read."""
@@ -202,6 +297,8 @@ class Runner:
     self.batch = int(batch)
     self.samples, self.seed = int(samples), int(seed)
     self.calibration, self.frame = calibration, frame
+    self.reader_processes = bool(reader_processes)
+    self._readers = None  # the executor of the running `run`
     self.tile = int(config.crop_size)
     self.overlap = inference.tile_overlap(config)
     self.cfg_hash = config_utils.config_hash(config)
@@ -227,31 +324,50 @@ class Runner:
 
   # ------------------------------------------------------------- stages
 
-  def prepare(self, item):
-    """Reading, calibration, patch, binning, network input, tiles; a
-    UserError becomes item.error (the run goes on)."""
+  def submit(self, item):
+    """Gives `item` to a reader (process or thread); returns the future
+    Read."""
+    item.reads += 1
+    args = (read_input, item.path, self.calibration,
+            self.config.get('aia_quiet_sun', None), self.frame)
+    if not self.reader_processes:
+      return self._readers.submit(*args)
+    item.pool, future = _submit(*args)
+    return future
+
+  def prepare(self, item, future):
+    """The reader's result, binned to the model's resolution, normalised
+    and cut into tiles; a bad input becomes item.error (the run goes on).
+    An input whose reader process died is read again, once."""
     from magjax import predict  # pylint: disable=g-import-not-at-top
     from magjax.evaluation import inference, tiling  # pylint: disable=g-import-not-at-top
+    try:
+      read = future.result()
+    except concurrent.futures.BrokenExecutor:
+      if item.reads >= 2:
+        read = Read(error=f'{os.path.basename(item.path)}: its reader '
+                    'process died twice while reading it (killed, or out '
+                    'of memory)')
+      else:
+        if item.pool is _pool:  # not yet replaced after this break
+          _reader_pool(fresh=True)
+        return self.prepare(item, self.submit(item))
     start = time.perf_counter()
     try:
-      aia, header, route, smap = predict.load_input_patch(
-          item.path, self.calibration, self.config.get('aia_quiet_sun', None))
-      if self.frame == 'disk' and smap is None:
-        raise UserError(f'{os.path.basename(item.path)}: --frame disk needs '
-                        'a full-disk image, not a patch')
-      aia, header = predict.bin_patch(aia, header,
+      if read.error:
+        raise UserError(read.error)
+      aia, header = predict.bin_patch(read.aia, read.header,
                                       int(self.config.patch_binning))
       item.valid = np.isfinite(aia)
       item.x = inference.network_input(aia, item.valid, self.config)
-      item.header, item.route = header, route
-      item.smap = smap if self.frame == 'disk' else None
+      item.header, item.route, item.smap = header, read.route, read.smap
       if not self.samples:
         item.tiled = tiling.Tiled(item.x, self.tile, self.overlap)
     except UserError as e:
       item.error = one_line(e)
     except MemoryError:
       item.error = f'{os.path.basename(item.path)}: out of memory'
-    item.seconds['read'] = time.perf_counter() - start
+    item.seconds['read'] = read.seconds + time.perf_counter() - start
     return item
 
   def sample(self, item):
@@ -305,8 +421,8 @@ class Runner:
       else:
         todo.append(item)
     pending = collections.deque()  # (item, tile index, tile)
-    with concurrent.futures.ThreadPoolExecutor(READERS) as readers, \
-        concurrent.futures.ThreadPoolExecutor(1) as writers:
+    with concurrent.futures.ThreadPoolExecutor(1) as writers, \
+        concurrent.futures.ThreadPoolExecutor(READERS) as self._readers:
       writes = collections.deque()
 
       def written(item, future):
@@ -346,15 +462,16 @@ class Runner:
       def submit_next():
         item = next(feed, None)
         if item is not None:
-          queue.append(readers.submit(self.prepare, item))
+          queue.append((item, self.submit(item)))
 
       for _ in range(PREFETCH):
         submit_next()
       if todo:
         self.ready()  # while the first inputs are read
       while queue:
-        item = queue.popleft().result()
+        entry = queue.popleft()
         submit_next()
+        item = self.prepare(*entry)
         if item.error:
           if strict:
             raise UserError(item.error)

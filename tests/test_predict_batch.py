@@ -209,3 +209,52 @@ def test_outputs_written_into_the_input_directory_are_not_inputs(
                          str(inputs), '--output', str(inputs)]) == 0
   assert '0 written, 1 already done, 0 failed of 1 inputs' in (
       capsys.readouterr().out)
+
+
+def test_the_cli_reads_in_a_process_and_never_imports_sunpy_map_itself(
+    setup, tmp_path):
+  # The reader process imports sunpy.map (2 s) while this process imports
+  # JAX: that overlap is what keeps a warm one-file predict near 4 s.
+  out = tmp_path / 'one.fits'
+  code = ('import sys\nfrom magjax import predict\n'
+          f'rc = predict.main(["--workdir", {setup["workdir"]!r}, "--input", '
+          f'{setup["aia"][0]!r}, "--output", {str(out)!r}])\n'
+          'print("rc", rc, "sunpy.map" in sys.modules)\n')
+  proc = subprocess.run([sys.executable, '-c', code], cwd=ROOT, text=True,
+                        capture_output=True, timeout=300, check=False)
+  assert proc.stdout.splitlines()[-1] == 'rc 0 False', proc.stderr[-2000:]
+  with fits.open(out) as hdul:
+    assert hdul[0].header['SRC_FILE'] == os.path.basename(setup['aia'][0])
+    assert np.isfinite(hdul[0].data).any()
+
+
+def test_a_reader_process_that_dies_costs_only_its_input(
+    setup, tmp_path, monkeypatch, capsys):
+  import reader_faults  # pylint: disable=g-import-not-at-top
+  inputs = tmp_path / 'inputs'
+  inputs.mkdir()
+  for path in setup['aia'][:2]:
+    shutil.copy(path, inputs / os.path.basename(path))
+  doomed = inputs / f'{reader_faults.DIE_MARK}.fits'
+  shutil.copy(setup['aia'][2], doomed)
+  monkeypatch.setattr(predict_batch, 'read_input', reader_faults.read_or_die)
+  out = tmp_path / 'out'
+  assert predict.main(['--workdir', setup['workdir'], '--input', str(inputs),
+                       '--output', str(out)]) == 1
+  records = {os.path.basename(r['input']): r for r in _index(out)}
+  assert records[doomed.name]['status'] == 'failed'
+  assert records[doomed.name]['reason'] == (
+      f'{doomed.name}: its reader process died twice while reading it '
+      '(killed, or out of memory)')
+  for path in setup['aia'][:2]:
+    assert records[os.path.basename(path)]['status'] == 'ok'
+  assert '2 written' in capsys.readouterr().out
+  assert sorted(os.listdir(out)) == sorted(
+      [predict_batch.INDEX_NAME] + [
+          os.path.basename(p).replace('.fits', '_magjax.fits')
+          for p in setup['aia'][:2]])
+  one = tmp_path / 'one.fits'
+  with pytest.raises(predict.UserError, match='died twice'):
+    predict.predict(setup['workdir'], str(doomed), str(one),
+                    reader_processes=True)
+  assert not one.exists()
