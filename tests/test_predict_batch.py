@@ -233,8 +233,8 @@ def test_a_reader_process_that_dies_costs_only_its_input(
   import reader_faults  # pylint: disable=g-import-not-at-top
   inputs = tmp_path / 'inputs'
   inputs.mkdir()
-  for path in setup['aia'][:2]:
-    shutil.copy(path, inputs / os.path.basename(path))
+  good = setup['aia'][0]
+  shutil.copy(good, inputs / os.path.basename(good))
   doomed = inputs / f'{reader_faults.DIE_MARK}.fits'
   shutil.copy(setup['aia'][2], doomed)
   monkeypatch.setattr(predict_batch, 'read_input', reader_faults.read_or_die)
@@ -246,15 +246,8 @@ def test_a_reader_process_that_dies_costs_only_its_input(
   assert records[doomed.name]['reason'] == (
       f'{doomed.name}: its reader process died twice while reading it '
       '(killed, or out of memory)')
-  for path in setup['aia'][:2]:
-    assert records[os.path.basename(path)]['status'] == 'ok'
-  assert '2 written' in capsys.readouterr().out
+  assert records[os.path.basename(good)]['status'] == 'ok'
+  assert '1 written' in capsys.readouterr().out
   assert sorted(os.listdir(out)) == sorted(
-      [predict_batch.INDEX_NAME] + [
-          os.path.basename(p).replace('.fits', '_magjax.fits')
-          for p in setup['aia'][:2]])
-  one = tmp_path / 'one.fits'
-  with pytest.raises(predict.UserError, match='died twice'):
-    predict.predict(setup['workdir'], str(doomed), str(one),
-                    reader_processes=True)
-  assert not one.exists()
+      [predict_batch.INDEX_NAME,
+       os.path.basename(good).replace('.fits', '_magjax.fits')])
