@@ -129,12 +129,12 @@ _pool_size = 0
 
 
 def _reader_pool(workers=None, fresh=False):
-  """The reader processes (started on demand, kept until exit): `workers`
-  of them (default: the pool's size, else READERS); `fresh`: a new pool in
-  place of a broken one."""
+  """The reader processes (started on demand, kept until exit): at least
+  `workers` of them (default: the pool's size, else READERS); `fresh`: a
+  new pool in place of a broken one."""
   global _pool, _pool_size
-  workers = int(workers or _pool_size or READERS)
-  if _pool is not None and (fresh or workers != _pool_size):
+  workers = max(int(workers or 0), _pool_size) or READERS
+  if _pool is not None and (fresh or workers > _pool_size):
     _pool.shutdown(wait=False, cancel_futures=True)
     _pool = None
   if _pool is None:

@@ -421,8 +421,9 @@ def _run_build(raw, out, pool, capsys):
   return done.returncode, done.stdout + done.stderr
 
 
-@pytest.mark.parametrize('pool', [
-    False, pytest.param(True, marks=pytest.mark.slow)])
+# Both slow (11 s and more): make faults kills prepare build 10 times.
+@pytest.mark.slow
+@pytest.mark.parametrize('pool', [False, True])
 def test_build_integration_kill_and_resume(synthetic_raw, tmp_path, pool,
                                            capsys):
   # Reference: one uninterrupted run.
