@@ -14,10 +14,10 @@ calibrating and patching; infer; write).
 Pipeline: readers (READERS) read, calibrate and cut the next
 inputs to their patches (PREFETCH ahead) while the main thread runs the
 generator and a thread writes the results: reading, inference and writing
-overlap (the CLI reads in processes, library calls in threads: READERS).
-A reader process that dies (killed, out of memory) costs only the inputs
-it was reading: each is read again, and recorded as failed if its reader
-dies again. The generator is one jitted
+overlap (the CLI reads in processes, library calls in threads). A reader
+process that dies (killed, out of memory) costs only the inputs it was
+reading: each is read again, and recorded as failed if its reader dies
+again; reader processes end with their run, however it ends. The generator is one jitted
 function of a fixed batch of tiles (`--batch`, default the config's), so it
 compiles once per run (once per machine with the persistent compilation
 cache); tiles of consecutive inputs share batches. A bad input is recorded
@@ -33,6 +33,7 @@ import dataclasses
 import datetime
 import glob
 import multiprocessing
+import multiprocessing.connection
 import os
 import sys
 import threading
@@ -140,17 +141,30 @@ def _reader_pool(workers=None, fresh=False):
   if _pool is None:
     _pool = concurrent.futures.ProcessPoolExecutor(
         workers, mp_context=multiprocessing.get_context('spawn'),
-        initializer=_skip_teardown_at_exit)
+        initializer=_reader_started)
     _pool_size = workers
     atexit.register(_pool.shutdown, wait=True, cancel_futures=True)
   return _pool
 
 
-def _skip_teardown_at_exit():
-  """In a reader process: end without tearing down its modules (sunpy,
-  astropy: 0.5 s that the parent's exit waits for); its results are all
-  sent by then."""
+def _reader_started():
+  """In a new reader process: end with its parent, and without tearing
+  down its modules.
+
+  A reader blocks on its task queue, which never reports the parent gone
+  (every reader holds both ends of it): a SIGKILLed run left its readers
+  running. A thread now waits on the parent's sentinel and ends the reader
+  when it fires. Tearing down sunpy and astropy took 0.5 s that the
+  parent's exit waited for; the results are all sent by then.
+  """
   atexit.register(os._exit, 0)  # pylint: disable=protected-access
+  parent = multiprocessing.parent_process()
+  if parent is not None:
+    def end_with_parent():
+      multiprocessing.connection.wait([parent.sentinel])
+      os._exit(1)  # pylint: disable=protected-access
+    threading.Thread(target=end_with_parent, daemon=True,
+                     name='magjax-reader-parent-watch').start()
 
 
 def _import_readers_modules():

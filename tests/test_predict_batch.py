@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import warnings
 
 import numpy as np
@@ -251,3 +252,51 @@ def test_a_reader_process_that_dies_costs_only_its_input(
   assert sorted(os.listdir(out)) == sorted(
       [predict_batch.INDEX_NAME,
        os.path.basename(good).replace('.fits', '_magjax.fits')])
+
+
+def _children(pid):
+  """The pids whose parent is `pid` (Linux /proc)."""
+  out = []
+  for entry in os.listdir('/proc'):
+    try:
+      with open(f'/proc/{entry}/stat', encoding='utf-8') as f:
+        fields = f.read().rsplit(')', 1)[1].split()
+    except (OSError, IndexError):
+      continue
+    if int(fields[1]) == pid:
+      out.append(int(entry))
+  return out
+
+
+def _alive(pid):
+  try:
+    with open(f'/proc/{pid}/stat', encoding='utf-8') as f:
+      return f.read().rsplit(')', 1)[1].split()[0] != 'Z'
+  except OSError:
+    return False
+
+
+@pytest.mark.skipif(not os.path.isdir('/proc'), reason='reads /proc (Linux)')
+def test_a_killed_run_leaves_no_reader_process_behind(setup, tmp_path):
+  proc = subprocess.Popen(
+      [sys.executable, '-m', 'magjax.predict', '--workdir', setup['workdir'],
+       '--input', str(setup['inputs']), '--output', str(tmp_path / 'out')],
+      cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  try:
+    # the reader processes (spawned first) and multiprocessing's helper
+    want = min(predict_batch.READERS, 5)  # 5 inputs
+    deadline = time.monotonic() + 60
+    readers = []
+    while len(readers) < want and time.monotonic() < deadline:
+      time.sleep(0.2)
+      readers = _children(proc.pid)
+    assert len(readers) >= want, readers
+    time.sleep(1.0)  # reading: the run is under way
+    readers = _children(proc.pid)
+  finally:
+    proc.kill()
+    proc.wait()
+  deadline = time.monotonic() + 20
+  while any(map(_alive, readers)) and time.monotonic() < deadline:
+    time.sleep(0.2)
+  assert not any(map(_alive, readers)), 'reader processes outlived the run'
