@@ -138,6 +138,17 @@ def test_winograd_tile(ho, r, want):
   assert policy.winograd_tile(ho, ho, r) == want
 
 
+@pytest.mark.parametrize('x_shape,want', [
+    ((8, 128, 128, 256), 4), ((8, 64, 64, 512), 4),  # products dominate
+    ((8, 32, 32, 1024), 4), ((1, 128, 128, 256), 4),
+    ((1, 32, 32, 1024), 3),   # 25 kernel matrices of 1024 x 4 Cout cost more
+    ((8, 16, 16, 1024), 2),   # than the products F(4, 2) saves
+])
+def test_transposed_winograd_tile_takes_f4_only_where_products_dominate(
+    x_shape, want):
+  assert policy.transposed_winograd_tile(x_shape, x_shape[-1]) == want
+
+
 def test_policy_object_resolves_auto_per_layer_and_keeps_explicit_methods():
   for backend in ('gpu', 'tpu'):
     assert policy.choose(1, 512, 1, backend=backend) == 'xla'

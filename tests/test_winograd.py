@@ -94,7 +94,7 @@ def test_conv_equals_lax_forward_and_gradient(n, h, w, cin, cout, k, stride,
 
 @pytest.mark.parametrize('n,h,w,cin,cout,m', [
     (2, 4, 4, 3, 5, 2), (1, 5, 3, 4, 2, 3), (1, 1, 1, 6, 4, 2),
-    (1, 7, 7, 8, 3, 3)])
+    (1, 7, 7, 8, 3, 3), (1, 8, 6, 4, 3, 4), (1, 9, 9, 5, 2, 4)])
 def test_conv_transpose_equals_lax_forward_and_gradient(n, h, w, cin, cout, m):
   x = _random((n, h, w, cin), 3)
   kernel = _random((cin, 4, 4, cout), 4)  # (in, 4, 4, out), models/layers.py

@@ -58,7 +58,7 @@ def _conv_winograd(x, kernel, stride, pad):
 def _conv_transpose_winograd(x, kernel):
   direct.spatial_first(kernel)  # checks the (in, 4, 4, out) layout
   return winograd.conv_transpose(
-      x, kernel, policy.winograd_tile(x.shape[1], x.shape[2], 2))
+      x, kernel, policy.transposed_winograd_tile(x.shape, kernel.shape[0]))
 
 
 _CONV = {

@@ -36,6 +36,9 @@ WINOGRAD_MIN_POSITIONS = 256
 # 512^2 the 32x32x1024 -> 256 layer is 25 % faster than the dot, the
 # 16x16x1024 -> 512 one equal.
 TRANSPOSED_WINOGRAD_MIN_POSITIONS = 512
+# A transposed convolution takes F(4, 2) from this many input positions per
+# input channel up (transposed_winograd_tile).
+TRANSPOSED_F4_POSITIONS_PER_CHANNEL = 8
 
 
 def choose(positions, cin, cout, *, transposed=False, dtype=jnp.float32,
@@ -64,13 +67,34 @@ def choose(positions, cin, cout, *, transposed=False, dtype=jnp.float32,
   return 'matmul' if positions <= ratio * max(cin, cout) else 'xla'
 
 
-def winograd_tile(ho, wo, r):
-  """The output tile m (2 or 3) of F(m, r) for an ho x wo output.
+def winograd_tile(ho, wo, r, largest=3):
+  """The output tile m (2 to `largest`) of F(m, r) for an ho x wo output.
 
-  Products per image: ceil(ho / m) ceil(wo / m) (m + r - 1)^2. m = 3 only
-  where that is at least 10 % below m = 2's (its transforms cost more and
-  it rounds a little more; python -m tools.bench_layers).
+  Products per image: ceil(ho / m) ceil(wo / m) (m + r - 1)^2. Each larger
+  m only where that is at least 10 % below the smaller one's (its
+  transforms cost more and it rounds a little more; python -m
+  tools.bench_layers).
   """
   def products(m):
     return -(-ho // m) * -(-wo // m) * (m + r - 1) ** 2
-  return 3 if products(3) < 0.9 * products(2) else 2
+  m = 2
+  for bigger in range(3, largest + 1):
+    if products(bigger) < 0.9 * products(m):
+      m = bigger
+  return m
+
+
+def transposed_winograd_tile(x_shape, cin):
+  """The tile m of a transposed convolution's F(m, 2) over its (N, H, W)
+  input: up to 4 where its input positions are at least
+  TRANSPOSED_F4_POSITIONS_PER_CHANNEL x cin, else up to 3.
+
+  F(4, 2) (25 products per 16 outputs against F(3, 2)'s 16 per 9) pays
+  where the products dominate; its kernel transform (25 Cin x 4 Cout
+  matrices) costs more where the map is small next to the channels
+  (batch 8 forward at 512^2: 32x32x1024 -> 256 85 ms against F(3, 2)'s 92,
+  16x16x1024 -> 512 70 ms against F(2, 2)'s 59).
+  """
+  n, h, w = x_shape[:3]
+  largest = 4 if n * h * w >= TRANSPOSED_F4_POSITIONS_PER_CHANNEL * cin else 3
+  return winograd_tile(h, w, 2, largest)
