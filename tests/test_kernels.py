@@ -138,15 +138,19 @@ def test_winograd_tile(ho, r, want):
   assert policy.winograd_tile(ho, ho, r) == want
 
 
-@pytest.mark.parametrize('x_shape,want', [
-    ((8, 128, 128, 256), 4), ((8, 64, 64, 512), 4),  # products dominate
-    ((8, 32, 32, 1024), 4), ((1, 128, 128, 256), 4),
-    ((1, 32, 32, 1024), 3),   # 25 kernel matrices of 1024 x 4 Cout cost more
-    ((8, 16, 16, 1024), 2),   # than the products F(4, 2) saves
+@pytest.mark.parametrize('x_shape,cout,want', [
+    # the paper's U-Net at batch 8: products dominate
+    ((8, 128, 128, 256), 64, 4), ((8, 64, 64, 512), 128, 4),
+    ((8, 32, 32, 1024), 256, 4),
+    # 25 kernel matrices of 1024 x 2048 cost more than the products saved
+    ((8, 16, 16, 1024), 512, 2),
+    # small layers (batch 1, the demo's): the larger transforms cost more
+    ((1, 128, 128, 256), 64, 3), ((8, 32, 32, 128), 32, 3),
+    ((8, 16, 16, 256), 64, 2),
 ])
-def test_transposed_winograd_tile_takes_f4_only_where_products_dominate(
-    x_shape, want):
-  assert policy.transposed_winograd_tile(x_shape, x_shape[-1]) == want
+def test_transposed_winograd_tile_takes_f4_only_on_large_layers(
+    x_shape, cout, want):
+  assert policy.transposed_winograd_tile(x_shape, x_shape[-1], cout) == want
 
 
 def test_policy_object_resolves_auto_per_layer_and_keeps_explicit_methods():

@@ -58,7 +58,8 @@ def _conv_winograd(x, kernel, stride, pad):
 def _conv_transpose_winograd(x, kernel):
   direct.spatial_first(kernel)  # checks the (in, 4, 4, out) layout
   return winograd.conv_transpose(
-      x, kernel, policy.transposed_winograd_tile(x.shape, kernel.shape[0]))
+      x, kernel, policy.transposed_winograd_tile(x.shape, kernel.shape[0],
+                                              kernel.shape[-1]))
 
 
 _CONV = {

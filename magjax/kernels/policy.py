@@ -36,9 +36,11 @@ WINOGRAD_MIN_POSITIONS = 256
 # 512^2 the 32x32x1024 -> 256 layer is 25 % faster than the dot, the
 # 16x16x1024 -> 512 one equal.
 TRANSPOSED_WINOGRAD_MIN_POSITIONS = 512
-# A transposed convolution takes F(4, 2) from this many input positions per
-# input channel up (transposed_winograd_tile).
+# A transposed convolution may take F(4, 2) from this many input positions
+# per input channel and this product input positions x Cin x Cout up
+# (transposed_winograd_tile).
 TRANSPOSED_F4_POSITIONS_PER_CHANNEL = 8
+TRANSPOSED_F4_MIN_PRODUCT = 2 ** 30
 
 
 def choose(positions, cin, cout, *, transposed=False, dtype=jnp.float32,
@@ -84,17 +86,21 @@ def winograd_tile(ho, wo, r, largest=3):
   return m
 
 
-def transposed_winograd_tile(x_shape, cin):
+def transposed_winograd_tile(x_shape, cin, cout):
   """The tile m of a transposed convolution's F(m, 2) over its (N, H, W)
-  input: up to 4 where its input positions are at least
-  TRANSPOSED_F4_POSITIONS_PER_CHANNEL x cin, else up to 3.
+  input: up to 4 on large layers (input positions x Cin x Cout at least
+  TRANSPOSED_F4_MIN_PRODUCT, positions at least
+  TRANSPOSED_F4_POSITIONS_PER_CHANNEL x Cin), else up to 3.
 
   F(4, 2) (25 products per 16 outputs against F(3, 2)'s 16 per 9) pays
-  where the products dominate; its kernel transform (25 Cin x 4 Cout
+  where the products dominate (batch 8 forward at 512^2: 32x32x1024 -> 256
+  85 ms against F(3, 2)'s 92). Its kernel transform (25 Cin x 4 Cout
   matrices) costs more where the map is small next to the channels
-  (batch 8 forward at 512^2: 32x32x1024 -> 256 85 ms against F(3, 2)'s 92,
-  16x16x1024 -> 512 70 ms against F(2, 2)'s 59).
+  (16x16x1024 -> 512: 70 ms against F(2, 2)'s 59), its transforms more on
+  small layers (the demo's 32x32x128 -> 32 at batch 8: 2.6 against 2.1 ms).
   """
   n, h, w = x_shape[:3]
-  largest = 4 if n * h * w >= TRANSPOSED_F4_POSITIONS_PER_CHANNEL * cin else 3
-  return winograd_tile(h, w, 2, largest)
+  positions = n * h * w
+  large = (positions * cin * cout >= TRANSPOSED_F4_MIN_PRODUCT
+           and positions >= TRANSPOSED_F4_POSITIONS_PER_CHANNEL * cin)
+  return winograd_tile(h, w, 2, 4 if large else 3)
