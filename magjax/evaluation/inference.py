@@ -25,6 +25,7 @@ import numpy as np
 
 from magjax import checkpoints
 from magjax import input_pipeline
+from magjax import kernels
 from magjax.evaluation import tiling
 from magjax.models import build_generator, compute_dtype
 from magjax_common.errors import one_line
@@ -46,6 +47,23 @@ def generate(variables, aia, config, rng=None):
     return gen.apply(variables, aia, train=False)
   return gen.apply(variables, aia, train=False, mc_dropout=True,
                    rngs={'dropout': rng})
+
+
+def transforms(variables, shape, config):
+  """G's fixed-weight precomputation for inputs of `shape` (N, H, W, C):
+  the Winograd kernel transforms (kernels.recording_transforms), a list
+  per Winograd layer ([] where no layer uses Winograd, e.g. on a GPU).
+  Jitted, it computes only those: the forward pass it traces is dead code."""
+  with kernels.recording_transforms() as recorded:
+    generate(variables, jnp.zeros(shape, jnp.float32), config)
+  return recorded
+
+
+def generate_transformed(variables, transformed, aia, config, rng=None):
+  """`generate` with the kernel transforms precomputed by `transforms`
+  (for inputs of aia's shape): what one call of inference computes."""
+  with kernels.replaying_transforms(transformed):
+    return generate(variables, aia, config, rng)
 
 
 def abstract_generator_variables(config):
@@ -154,10 +172,11 @@ class GeneratorFn:
   One jitted G (eval mode) of fixed batch `batch_size`: inputs are padded
   to it and split into chunks of it, so it compiles once per image shape
   (`compiles` counts it; `compile(shape)` does it ahead of the first call,
-  e.g. while inputs are still being read). With `rng` (a typed key),
-  dropout stays active (Monte-Carlo dropout); each call folds a call
-  counter into the key, so the tiles of one image get independent dropout
-  masks, deterministically.
+  e.g. while inputs are still being read). The weights' Winograd kernel
+  transforms are computed once per shape and variables (`transforms`), not
+  in every call. With `rng` (a typed key), dropout stays active
+  (Monte-Carlo dropout); each call folds a call counter into the key, so
+  the tiles of one image get independent dropout masks, deterministically.
   """
 
   def __init__(self, config, variables, batch_size, rng=None):
@@ -165,34 +184,48 @@ class GeneratorFn:
     self._variables = variables
     self._rng = rng
     self._calls = 0
-    self._compiled = {}  # image shape (h, w, C) -> compiled executable
+    # image shape (h, w, C) -> (compiled transforms, compiled generator)
+    self._compiled = {}
+    self._transformed = {}  # image shape -> transforms of self._variables
     self.compiles = 0
+    self._transforms = jax.jit(functools.partial(transforms, config=config),
+                               static_argnums=1)
     if rng is None:
-      self._apply = jax.jit(functools.partial(generate, config=config))
+      self._apply = jax.jit(
+          functools.partial(generate_transformed, config=config))
     else:
-      self._apply = jax.jit(lambda v, x, k: generate(v, x, config, k))
+      self._apply = jax.jit(
+          lambda v, t, x, k: generate_transformed(v, t, x, config, k))
 
   def compile(self, shape, variables=None):
-    """The executable for images of `shape` (h, w, C), compiled once
+    """The executables for images of `shape` (h, w, C), compiled once
     (ahead of time: trace, lower, XLA or the persistent cache).
     `variables`: stand-ins of the same shapes (jax.ShapeDtypeStruct) to
     compile before the real ones are restored (`set_variables`)."""
     shape = tuple(int(n) for n in shape)
     if shape not in self._compiled:
-      x = jax.ShapeDtypeStruct((self.batch_size,) + shape, jnp.float32)
-      args = (self._variables if variables is None else variables, x)
+      full = (self.batch_size,) + shape
+      v = self._variables if variables is None else variables
+      prepare = self._transforms.lower(v, full).compile()
+      x = jax.ShapeDtypeStruct(full, jnp.float32)
+      args = (v, jax.eval_shape(self._transforms, v, full), x)
       if self._rng is not None:
         args += (self._rng,)
-      self._compiled[shape] = self._apply.lower(*args).compile()
+      self._compiled[shape] = (prepare, self._apply.lower(*args).compile())
       self.compiles += 1
     return self._compiled[shape]
 
   def set_variables(self, variables):
     self._variables = variables
+    self._transformed = {}
 
   def __call__(self, images):
     images = np.asarray(images, np.float32)
-    run = self.compile(images.shape[1:])
+    shape = images.shape[1:]
+    prepare, run = self.compile(shape)
+    if shape not in self._transformed:
+      self._transformed[shape] = prepare(self._variables)
+    transformed = self._transformed[shape]
     outputs = []
     for start in range(0, images.shape[0], self.batch_size):
       chunk = images[start:start + self.batch_size]
@@ -201,9 +234,9 @@ class GeneratorFn:
         chunk = np.concatenate(
             [chunk, np.repeat(chunk[-1:], self.batch_size - n, axis=0)])
       if self._rng is None:
-        out = run(self._variables, chunk)
+        out = run(self._variables, transformed, chunk)
       else:
-        out = run(self._variables, chunk,
+        out = run(self._variables, transformed, chunk,
                   jax.random.fold_in(self._rng, self._calls))
       self._calls += 1
       outputs.append(np.asarray(jax.device_get(out), np.float32)[:n])

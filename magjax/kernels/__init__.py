@@ -23,9 +23,20 @@ by `policy.choose`, the measured CPU rule. Nothing else resolves method
 names. Every method takes the same kernel and gives the same result to
 float rounding, forward and gradient (tests/test_kernels.py), so the method
 never changes a parameter or a checkpoint.
+
+Inference with fixed weights can compute the Winograd kernel transforms
+once instead of in every call: trace the network once inside
+`recording_transforms()` (a jitted function returning the recorded list;
+XLA drops the rest of that forward pass), then trace the network that
+runs inside `replaying_transforms(that list)` (evaluation/inference.py
+does both).
 """
 
+import contextlib
 import dataclasses
+import threading
+
+import jax
 
 import jax.numpy as jnp
 
@@ -47,19 +58,84 @@ def _conv_matmul(x, kernel, stride, pad):
   return direct.conv_gather(x, kernel, stride, pad)
 
 
+class _Transforms(threading.local):
+  """The trace-time state of recording_transforms / replaying_transforms."""
+  mode = None  # None, 'record' or 'replay'
+  items = None
+  index = 0
+
+
+_TRANSFORMS = _Transforms()
+
+
+@contextlib.contextmanager
+def _transform_mode(mode, items):
+  if _TRANSFORMS.mode is not None:
+    raise RuntimeError('recording_transforms and replaying_transforms do '
+                       'not nest')
+  _TRANSFORMS.mode, _TRANSFORMS.items, _TRANSFORMS.index = mode, items, 0
+  try:
+    yield items
+  finally:
+    _TRANSFORMS.mode, _TRANSFORMS.items = None, None
+
+
+def recording_transforms():
+  """Context (while tracing): every Winograd layer appends its transformed
+  kernel (a list of matrices) to the yielded list, in call order."""
+  return _transform_mode('record', [])
+
+
+def replaying_transforms(transforms):
+  """Context (while tracing): every Winograd layer takes its transformed
+  kernel from `transforms` (recording_transforms' list, as arrays), in call
+  order, instead of transforming its kernel. The result has no custom
+  gradient: inference only."""
+  return _transform_mode('replay', list(transforms))
+
+
+def _transformed(transform, apply, plain):
+  """plain() outside the contexts; else apply(u) with u = transform()
+  recorded, or u replayed (its shapes checked against transform's)."""
+  state = _TRANSFORMS
+  if state.mode is None:
+    return plain()
+  if state.mode == 'record':
+    u = transform()
+    state.items.append(u)
+    return apply(u)
+  want = jax.eval_shape(transform)
+  if state.index >= len(state.items):
+    raise ValueError(f'replaying_transforms: {len(state.items)} transforms '
+                     'recorded, more Winograd layers traced now')
+  u = state.items[state.index]
+  state.index += 1
+  if [(a.shape, a.dtype) for a in u] != [(a.shape, a.dtype) for a in want]:
+    raise ValueError('replaying_transforms: transform '
+                     f'{state.index - 1} does not fit this layer (traced '
+                     'with other shapes than recorded?)')
+  return apply(u)
+
+
 def _conv_winograd(x, kernel, stride, pad):
   k = kernel.shape[0]
   m = policy.winograd_tile(_out_size(x.shape[1], k, stride, pad),
                            _out_size(x.shape[2], k, stride, pad),
                            k // stride)
-  return winograd.conv(x, kernel, stride, pad, m)
+  return _transformed(
+      lambda: winograd.conv_kernel(kernel, x.shape, stride, pad, m),
+      lambda u: winograd.conv_transformed(x, u, k, stride, pad, m),
+      lambda: winograd.conv(x, kernel, stride, pad, m))
 
 
 def _conv_transpose_winograd(x, kernel):
   direct.spatial_first(kernel)  # checks the (in, 4, 4, out) layout
-  return winograd.conv_transpose(
-      x, kernel, policy.transposed_winograd_tile(x.shape, kernel.shape[0],
-                                              kernel.shape[-1]))
+  m = policy.transposed_winograd_tile(x.shape, kernel.shape[0],
+                                      kernel.shape[-1])
+  return _transformed(
+      lambda: winograd.conv_transpose_kernel(kernel, x.shape, m),
+      lambda u: winograd.conv_transpose_transformed(x, u, kernel.shape, m),
+      lambda: winograd.conv_transpose(x, kernel, m))
 
 
 _CONV = {

@@ -359,6 +359,21 @@ def _conv_forward(x, kernel, stride, padding, m):
   return plan.output(_products(v, u)), (v, u)
 
 
+def conv_kernel(kernel, x_shape, stride, padding, m):
+  """The kernel transform of `conv` for inputs of x_shape: alpha^2
+  (channels, Cout) matrices (what `conv_transformed` takes)."""
+  return _conv_kernel(kernel, _Plan(x_shape, kernel.shape[0], stride,
+                                    padding, m))
+
+
+def conv_transformed(x, u, k, stride, padding, m):
+  """`conv` with its k x k kernel already transformed (`conv_kernel`):
+  inference, where the weights are fixed, pays the transform once. No
+  custom gradient (training uses `conv`)."""
+  plan = _Plan(x.shape, k, stride, padding, m)
+  return plan.output(_products(plan.tiles(x), u))
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
 def conv(x, kernel, stride, padding, m):
   """conv2d(x, kernel, stride, padding) by Winograd F(m x m, r x r).
@@ -415,6 +430,19 @@ def _transposed_forward(x, kernel, m):
   plan = _transposed_plan(x.shape, kernel.shape, m)
   dm, ut = plan.output_t(x), _transposed_kernel(kernel, plan)
   return plan.tiles_t(_products(dm, ut)), (dm, ut)
+
+
+def conv_transpose_kernel(kernel, x_shape, m):
+  """The kernel transform of `conv_transpose` for inputs of x_shape."""
+  return _transposed_kernel(kernel, _transposed_plan(x_shape, kernel.shape,
+                                                     m))
+
+
+def conv_transpose_transformed(x, ut, k_shape, m):
+  """`conv_transpose` with its kernel (of shape k_shape) already
+  transformed (`conv_transpose_kernel`); no custom gradient."""
+  plan = _transposed_plan(x.shape, k_shape, m)
+  return plan.tiles_t(_products(plan.output_t(x), ut))
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
