@@ -4,11 +4,14 @@ tools.input_bench (on a tiny sdo_ar build)."""
 import json
 import os
 import sys
+import types
 
 import pytest
 
 import train_helpers
+from magjax import config_utils
 from tools import bench_suite
+from tools import infer_suite
 from tools import input_bench
 
 TORCH_MS = {256: 2000.0, 512: 6000.0}
@@ -338,3 +341,20 @@ def test_infer_bench_times_whole_patches_of_the_config(capsys):
   assert result['tiles_per_s'] == pytest.approx(
       result['patches_per_s'] * result['tiles_per_patch'], rel=0.01)
   assert result['peak_rss_mb'] > 0
+
+
+@pytest.mark.parametrize('config_path,batch,patches', [
+    ('configs/rhp.py', 8, 2), ('configs/rhp.py', 1, 2),   # 4 tiles a patch
+    ('configs/rhp.py:cpu', 8, 8), ('configs/rhp.py:cpu', 1, 2),  # 9 tiles
+])
+def test_an_inference_pass_fills_whole_batches(config_path, batch, patches):
+  """Neither framework is timed on a padded last batch: JAX would compute
+  tiles that PyTorch does not."""
+  config = config_utils.load_config_file(config_path)
+  assert infer_suite.patches_per_pass(config, batch) == patches
+  assert patches * infer_suite.tiles_per_patch(config) % batch == 0
+  args = types.SimpleNamespace(torch_python='python', torch_ref='ref.py',
+                               threads=2)
+  for framework in infer_suite.FRAMEWORKS:
+    cmd = infer_suite.command(args, 'python', framework, config_path, batch)
+    assert cmd[cmd.index('--patches') + 1] == str(patches)

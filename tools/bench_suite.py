@@ -447,10 +447,10 @@ def _inference_section(args, prefix, attempt):
   print('\nJAX/PyTorch > 1: JAX is faster. "Same malloc": the PyTorch '
         "reference with glibc's malloc set as magjax's entry points set it "
         '(magjax/host_memory.py), the comparison on equal terms. A pass '
-        'generates '
-        f'{infer_suite.PATCHES} whole patches whose tiles share batches (the '
-        'last batch padded), as batch predict does; overlap: '
-        'config.eval_tile_overlap.')
+        'generates the fewest whole patches (at least '
+        f'{infer_suite.PATCHES}) whose tiles fill whole batches, sharing '
+        'them as batch predict does (both frameworks compute the same '
+        'tiles); overlap: config.eval_tile_overlap.')
   sys.stdout.flush()
   return runs, rows
 

@@ -14,14 +14,17 @@
    full-disk files with its time split, and one-file predict cold / warm.
 """
 
+import math
 import statistics
 
+from data_prep.grid import PATCH_SHAPE
 from magjax import config_utils
 from magjax.evaluation import inference
+from magjax.evaluation import tiling
 
 CONFIGS = (('paper RHP', 'configs/rhp.py'), ('demo RHP', 'configs/rhp.py:cpu'))
 BATCHES = (1, 8)
-PATCHES = 2  # whole patches per timed pass; their tiles share batches
+PATCHES = 2  # at least this many whole patches per timed pass
 # 'pytorch-malloc': the reference with magjax's malloc settings.
 FRAMEWORKS = ('pytorch', 'pytorch-malloc', 'jax')
 
@@ -38,16 +41,37 @@ def order(passes, configs=CONFIGS, batches=BATCHES):
   return out
 
 
+def tiles_per_patch(config):
+  """Tiles of one whole patch (800 x 900 / patch_binning) of the config."""
+  height, width = (n // int(config.patch_binning) for n in PATCH_SHAPE)
+  tile, overlap = int(config.crop_size), inference.tile_overlap(config)
+  return (len(tiling.tile_positions(height, tile, overlap))
+          * len(tiling.tile_positions(width, tile, overlap)))
+
+
+def patches_per_pass(config, batch):
+  """The fewest whole patches, at least PATCHES, whose tiles fill whole
+  batches. Both frameworks then compute the same tiles: JAX's generator
+  is compiled for a fixed batch and pads a last, partial one (as a long
+  batch predict run does once, at its very end), PyTorch's runs it short;
+  with 2 demo patches (18 tiles) at batch 8 JAX computed 24 tiles and
+  PyTorch 18."""
+  per_patch = tiles_per_patch(config)
+  whole = batch // math.gcd(per_patch, batch)
+  return whole * -(-PATCHES // whole)
+
+
 def command(args, python, framework, config_path, batch, repeats=3):
   """The benchmark command of one framework for one config and batch."""
-  common = ['--batch', str(batch), '--patches', str(PATCHES), '--repeats',
-            str(repeats), '--warmup', '1']
+  config = config_utils.load_config_file(config_path)
+  common = ['--batch', str(batch), '--patches',
+            str(patches_per_pass(config, batch)), '--repeats', str(repeats),
+            '--warmup', '1']
   if framework == 'jax':
     return [python, '-m', 'tools.infer_bench', f'--config={config_path}',
             *common]
-  config = config_utils.load_config_file(config_path)
   model = config.model
-  height, width = (n // int(config.patch_binning) for n in (800, 900))
+  height, width = (n // int(config.patch_binning) for n in PATCH_SHAPE)
   cmd = [args.torch_python, 'tools/torch_infer.py', '--torch-ref',
          args.torch_ref, '--model', str(model.name), '--ngf',
          str(model.ngf), '--num-downs', str(model.num_downs), '--tile',
