@@ -215,3 +215,19 @@ def test_networks_equal_for_every_method(name):
       scale = float(jnp.max(jnp.abs(wnt)))
       np.testing.assert_allclose(g, wnt, rtol=1e-4, atol=1e-4 * scale,
                                  err_msg=str(key))
+
+
+@pytest.mark.parametrize('method', kernels.METHODS)
+def test_conv_transpose_of_channel_parts_equals_it_of_their_concatenation(
+    method):
+  """The U-Net hands its skip connection over as two parts; inference reads
+  them in place where it can (replaying_transforms), training joins them."""
+  a, b = _random((2, 6, 6, 3), 1), _random((2, 6, 6, 5), 2)
+  kernel = _random((8, 4, 4, 4), 3)
+  want = kernels.conv_transpose(jnp.concatenate([a, b], -1), kernel, method)
+  np.testing.assert_allclose(kernels.conv_transpose((a, b), kernel, method),
+                             want, rtol=1e-5, atol=1e-5)
+  if method != 'winograd':  # no recorded transform to replay here
+    with kernels.replaying_transforms([]):
+      got = kernels.conv_transpose((a, b), kernel, method)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)

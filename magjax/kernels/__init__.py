@@ -164,8 +164,23 @@ def conv(x, kernel, stride, pad, method):
 
 def conv_transpose(x, kernel, method):
   """PyTorch conv_transpose2d(x, w, stride=2, padding=1), kernel (Cin, 4, 4,
-  Cout) = w.transpose(0, 2, 3, 1): (N, H, W, Cin) -> (N, 2H, 2W, Cout)."""
+  Cout) = w.transpose(0, 2, 3, 1): (N, H, W, Cin) -> (N, 2H, 2W, Cout).
+
+  x may be a tuple of channel parts whose concatenation is the input (the
+  U-Net's skip and upsampled maps). Inside replaying_transforms (inference)
+  the 'matmul' method takes one dot per part and never writes the
+  concatenation out: at the paper's batch-8 inference that is the
+  outermost layer's 8 x 256^2 x 128 floats (268 MB), 11-15 ms of a
+  ~650 ms call. Every other method joins the parts first: the methods'
+  gradients take one array, and Winograd transforms of the parts, joined
+  after, were slower than transforming the joined input (XLA wrote each
+  part's transform out, then their concatenation).
+  """
   _check(method)
+  if isinstance(x, (tuple, list)):
+    if _TRANSFORMS.mode == 'replay' and method == 'matmul':
+      return direct.conv_transpose_scatter(tuple(x), kernel)
+    x = jnp.concatenate(x, axis=-1)
   return _CONV_TRANSPOSE[method](x, kernel)
 
 

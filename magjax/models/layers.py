@@ -66,11 +66,16 @@ class ConvTransposeK4S2(nn.Module):
 
   @nn.compact
   def __call__(self, x):
+    """x: (N, H, W, in), or a tuple of channel parts whose concatenation it
+    is (kernels.conv_transpose reads them in place where it can)."""
+    parts = tuple(x) if isinstance(x, (tuple, list)) else (x,)
+    shape = tuple(parts[0].shape[:-1]) + (sum(p.shape[-1] for p in parts),)
     kernel = self.param('kernel', self.kernel_init,
-                        (x.shape[-1], 4, 4, self.features), jnp.float32)
-    method = self.policy.conv_transpose_method(x.shape, self.features,
+                        (shape[-1], 4, 4, self.features), jnp.float32)
+    method = self.policy.conv_transpose_method(shape, self.features,
                                                self.dtype)
-    y = kernels.conv_transpose(x.astype(self.dtype),
+    parts = tuple(p.astype(self.dtype) for p in parts)
+    y = kernels.conv_transpose(parts if len(parts) > 1 else parts[0],
                                kernel.astype(self.dtype), method)
     if self.use_bias:
       bias = self.param('bias', nn.initializers.zeros, (self.features,),

@@ -114,15 +114,17 @@ class UNetGenerator(nn.Module):
                           self.init_std, self.sn_epsilon, self.dtype,
                           name='attention')(h, train)
         h = fuse(h, y, self.fusion)
-    u = h
+    u = (h,)  # the up convolution's input, as channel parts
     for k in range(n, 0, -1):
       out_ch = self.output_nc if k == 1 else level_channels(k - 1, self.ngf)
       u = ConvTransposeK4S2(out_ch, use_bias=k == 1,
                             policy=self.conv_policy, kernel_init=init,
-                            dtype=self.dtype, name=f'up_conv_{k}')(nn.relu(u))
+                            dtype=self.dtype, name=f'up_conv_{k}')(
+                                tuple(nn.relu(p) for p in u))
       if k == 1:
         return jnp.tanh(u.astype(jnp.float32))
       u = self._norm(f'up_norm_{k}')(u, train)
       if 5 <= k < n and self.dropout > 0:
         u = nn.Dropout(self.dropout, deterministic=not (train or mc_dropout))(u)
-      u = jnp.concatenate([skips[k - 1], u.astype(self.dtype)], axis=-1)
+      # the skip connection: concatenated channels, kept as two parts
+      u = (skips[k - 1], u.astype(self.dtype))
