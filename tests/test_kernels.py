@@ -231,3 +231,21 @@ def test_conv_transpose_of_channel_parts_equals_it_of_their_concatenation(
     with kernels.replaying_transforms([]):
       got = kernels.conv_transpose((a, b), kernel, method)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_fixed_weights_take_winograd_from_smaller_maps():
+  """Inference computes the kernel transforms once (replaying_transforms):
+  Winograd then pays from 128 positions, where training's per-call
+  transform makes the dot the faster."""
+  for transposed in (False, True):
+    assert policy.choose(128, 512, 512, transposed=transposed,
+                         backend='cpu') == 'matmul'
+    assert policy.choose(128, 512, 512, transposed=transposed,
+                         backend='cpu', fixed_weights=True) == 'winograd'
+    assert policy.choose(32, 512, 512, transposed=transposed,
+                         backend='cpu', fixed_weights=True) == 'matmul'
+  auto = kernels.Policy()
+  shape = (8, 8, 8, 512)  # -> 8 x 4 x 4 outputs
+  assert auto.conv_method(shape, 4, 2, 1, 512, backend='cpu') == 'matmul'
+  with kernels.replaying_transforms([]):
+    assert auto.conv_method(shape, 4, 2, 1, 512, backend='cpu') == 'winograd'

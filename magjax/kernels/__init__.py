@@ -203,14 +203,16 @@ class Policy:
   def conv_method(self, x_shape, kernel_size, stride, pad, features,
                   dtype=jnp.float32, backend=None):
     """The method of a conv of `features` outputs on inputs of x_shape
-    (backend: jax.default_backend() when None)."""
+    (backend: jax.default_backend() when None; inside recording_ or
+    replaying_transforms the weights count as fixed, policy.choose)."""
     if self.conv != 'auto':
       return self.conv
     n, h, w, cin = x_shape
     positions = (n * _out_size(h, kernel_size, stride, pad)
                  * _out_size(w, kernel_size, stride, pad))
     return policy.choose(positions, cin, features, dtype=dtype,
-                         backend=backend)
+                         backend=backend,
+                         fixed_weights=_TRANSFORMS.mode is not None)
 
   def conv_transpose_method(self, x_shape, features, dtype=jnp.float32,
                             backend=None):
@@ -219,4 +221,5 @@ class Policy:
       return self.conv_transpose
     n, h, w, cin = x_shape
     return policy.choose(n * h * w, cin, features, transposed=True,
-                         dtype=dtype, backend=backend)
+                         dtype=dtype, backend=backend,
+                         fixed_weights=_TRANSFORMS.mode is not None)

@@ -36,6 +36,12 @@ WINOGRAD_MIN_POSITIONS = 256
 # 512^2 the 32x32x1024 -> 256 layer is 25 % faster than the dot, the
 # 16x16x1024 -> 512 one equal.
 TRANSPOSED_WINOGRAD_MIN_POSITIONS = 512
+# With the kernel transforms computed once (inference), Winograd wins from
+# this many (input, for a transposed conv) positions up, either kind: at
+# batch 8, the 8x8x512 -> 512 conv 2.3 ms against the dot's 3.2, the
+# 4x4x1024 -> 512 transposed one 4.6 against 6.0; at 32 positions the dot
+# wins (2x2x512 -> 512: 0.5 against 1.3).
+FIXED_WEIGHTS_WINOGRAD_MIN_POSITIONS = 128
 # A transposed convolution may take F(4, 2) from this many input positions
 # per input channel and this product input positions x Cin x Cout up
 # (transposed_winograd_tile).
@@ -44,7 +50,7 @@ TRANSPOSED_F4_MIN_PRODUCT = 2 ** 30
 
 
 def choose(positions, cin, cout, *, transposed=False, dtype=jnp.float32,
-           backend=None):
+           backend=None, fixed_weights=False):
   """'xla', 'matmul' or 'winograd' for one layer (the module docstring).
 
   Args:
@@ -55,13 +61,19 @@ def choose(positions, cin, cout, *, transposed=False, dtype=jnp.float32,
     dtype: the computation dtype; Winograd only for float32 (its
       transforms would cost bfloat16 a further 2-3 bits).
     backend: jax.default_backend() when None.
+    fixed_weights: the kernel transforms are computed once, not per call
+      (inference, kernels.replaying_transforms): Winograd from
+      FIXED_WEIGHTS_WINOGRAD_MIN_POSITIONS.
   """
   if (backend or jax.default_backend()) != 'cpu':
     return 'xla'
   if min(cin, cout) < MIN_CHANNELS:
     return 'matmul'
-  min_positions = (TRANSPOSED_WINOGRAD_MIN_POSITIONS if transposed
-                   else WINOGRAD_MIN_POSITIONS)
+  if fixed_weights:
+    min_positions = FIXED_WEIGHTS_WINOGRAD_MIN_POSITIONS
+  else:
+    min_positions = (TRANSPOSED_WINOGRAD_MIN_POSITIONS if transposed
+                     else WINOGRAD_MIN_POSITIONS)
   if jnp.dtype(dtype) == jnp.float32 and positions >= min_positions:
     return 'winograd'
   ratio = (TRANSPOSED_POSITIONS_PER_CHANNEL if transposed
