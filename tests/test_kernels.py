@@ -244,6 +244,12 @@ def test_fixed_weights_take_winograd_from_smaller_maps():
                          backend='cpu', fixed_weights=True) == 'winograd'
     assert policy.choose(32, 512, 512, transposed=transposed,
                          backend='cpu', fixed_weights=True) == 'matmul'
+  # the image's one channel in: XLA's forward (its kernel gradient is slow)
+  assert policy.choose(8 * 256 * 256, 1, 64, backend='cpu') == 'matmul'
+  assert policy.choose(8 * 256 * 256, 1, 64, backend='cpu',
+                       fixed_weights=True) == 'xla'
+  assert policy.choose(8 * 256 * 256, 128, 1, transposed=True,
+                       backend='cpu', fixed_weights=True) == 'matmul'
   auto = kernels.Policy()
   shape = (8, 8, 8, 512)  # -> 8 x 4 x 4 outputs
   assert auto.conv_method(shape, 4, 2, 1, 512, backend='cpu') == 'matmul'
