@@ -64,6 +64,17 @@ def test_replaying_transforms_of_other_shapes_is_refused(setup):
         v, t, x, config), v, recorded, other)
 
 
+def test_replaying_more_transforms_than_layers_is_refused(setup):
+  config, v, _, _, _ = setup
+  shape = (BATCH, TILE, TILE, 1)
+  recorded = jax.eval_shape(lambda v: inference.transforms(v, shape, config),
+                            v)
+  x = jax.ShapeDtypeStruct(shape, jnp.float32)
+  with pytest.raises(ValueError, match='Winograd layers traced now'):
+    jax.eval_shape(lambda v, t, x: inference.generate_transformed(
+        v, t, x, config), v, recorded + recorded[:1], x)
+
+
 def test_transform_contexts_do_not_nest():
   with kernels.recording_transforms():
     with pytest.raises(RuntimeError, match='do not nest'):

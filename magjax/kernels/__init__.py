@@ -76,6 +76,10 @@ def _transform_mode(mode, items):
   _TRANSFORMS.mode, _TRANSFORMS.items, _TRANSFORMS.index = mode, items, 0
   try:
     yield items
+    if mode == 'replay' and _TRANSFORMS.index != len(items):
+      raise ValueError(f'replaying_transforms: {len(items)} transforms '
+                       f'recorded, {_TRANSFORMS.index} Winograd layers '
+                       'traced now')
   finally:
     _TRANSFORMS.mode, _TRANSFORMS.items = None, None
 

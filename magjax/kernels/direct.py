@@ -160,9 +160,10 @@ def conv_transpose_scatter(x, kernel):
   """PyTorch conv_transpose2d(x, w, stride=2, padding=1) for a 4x4 kernel.
 
   kernel: (Cin, 4, 4, Cout), scatter form: y[2iy - 1 + ky, 2ix - 1 + kx] +=
-  x[iy, ix] @ kernel[:, ky, kx] (layers.py). x may be a tuple of channel
-  parts summing to Cin (inference: kernels.conv_transpose). Output row 2m + r receives tap
+  x[iy, ix] @ kernel[:, ky, kx] (layers.py). Output row 2m + r receives tap
   ky = 3 - r - 2t from input row m - 1 + r + t (t = 0, 1), likewise columns.
+  x may be a tuple of channel parts summing to Cin (inference,
+  kernels.conv_transpose).
   """
   if kernel.shape[1:3] != (4, 4):
     raise ValueError(f'kernel must be (in, 4, 4, out), got {kernel.shape}')
